@@ -1,0 +1,25 @@
+// Office documents whose VBA runs by itself when the document is opened or
+// closed: the OLE2 VBA project with an auto-exec entry point among the names
+// that survive MS-OVBA compression in vbaProject.bin. (yara-x's vba module
+// would read the decompressed source, but it does not build in 1.22.1.)
+rule Office_VBA_AutoExec
+{
+    meta:
+        description = "Office VBA macro that runs automatically (AutoOpen, Document_Open, Workbook_Open, ...)"
+        severity = "high"
+        score = 30
+        action = "quarantine"
+    strings:
+        $ole = { D0 CF 11 E0 A1 B1 1A E1 }
+        $vb_attr = "Attribute VB_" ascii
+        $a1 = "AutoOpen" ascii nocase
+        $a2 = "Auto_Open" ascii nocase
+        $a3 = "Document_Open" ascii nocase
+        $a4 = "Workbook_Open" ascii nocase
+        $a5 = "AutoExec" ascii nocase
+        $a6 = "AutoClose" ascii nocase
+        $a7 = "Document_Close" ascii nocase
+        $a8 = "Auto_Close" ascii nocase
+    condition:
+        $ole at 0 and $vb_attr and any of ($a*)
+}

@@ -1,0 +1,134 @@
+//! MIME. Every leaf part becomes an object with the exact bytes the
+//! recipient's client would decode, not mail-parser's charset-decoded text:
+//! a text part is re-decoded from its raw offsets with its transfer encoding
+//! only. A nested message becomes one object of its own and is parsed again
+//! when the pipeline reaches it, so its depth counts against our limit, not
+//! mail-parser's.
+//!
+//! mail-parser is lenient by design and has panicked on crafted input in the
+//! past; parsing runs under `catch_unwind` and a panic makes the message
+//! "malformed", scanned as one opaque blob.
+
+use super::{Budget, Child, ExtractError, Extracted, Stop};
+use crate::model::FindingKind;
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractError> {
+    let parsed = catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(data)));
+    let message = match parsed {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(opaque("no header section")),
+        Err(_) => return Ok(opaque("the MIME parser gave up on it")),
+    };
+
+    let mut out = Extracted::default();
+    let mut sloppy: Vec<String> = Vec::new();
+    for (index, part) in message.parts.iter().enumerate() {
+        if let Err(kind) = budget.check_time() {
+            out.stopped = Some(kind);
+            break;
+        }
+        if part.is_encoding_problem {
+            sloppy.push(format!(
+                "part {index}: content could not be decoded as declared"
+            ));
+        }
+        let bytes: Vec<u8> = match &part.body {
+            PartType::Multipart(_) => {
+                if let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary")) {
+                    let closing = format!("--{boundary}--");
+                    if crate::pipeline::identify::memfind(data, closing.as_bytes()).is_none() {
+                        sloppy.push(format!("part {index}: multipart without closing boundary"));
+                    }
+                }
+                continue;
+            }
+            PartType::Message(nested) => {
+                let inner = if part.encoding == Encoding::None {
+                    slice(data, part).to_vec()
+                } else {
+                    nested.raw_message().to_vec()
+                };
+                push(&mut out, budget, part, inner, true);
+                continue;
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+            PartType::Text(_) | PartType::Html(_) => raw_decoded(data, part),
+        };
+        push(&mut out, budget, part, bytes, false);
+        if out.stopped.is_some() {
+            break;
+        }
+    }
+    if !sloppy.is_empty() {
+        out.findings.push(FindingKind::MalformedMime {
+            detail: sloppy.join("; "),
+        });
+    }
+    Ok(out)
+}
+
+fn push(
+    out: &mut Extracted,
+    budget: &mut Budget,
+    part: &MessagePart<'_>,
+    data: Vec<u8>,
+    is_mail: bool,
+) {
+    let stopped = budget.charge(data.len() as u64).err();
+    let declared_type = part.content_type().map(|ct| match ct.subtype() {
+        Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+        None => ct.ctype().to_ascii_lowercase(),
+    });
+    out.children.push(Child {
+        name: part.attachment_name().map(super::display_name),
+        declared_type,
+        data,
+        stopped: stopped.map(Stop::Limit),
+        is_mail,
+    });
+    if matches!(
+        stopped,
+        Some(crate::model::LimitKind::TotalBytes | crate::model::LimitKind::Time)
+    ) {
+        out.stopped = stopped;
+    }
+}
+
+fn slice<'a>(data: &'a [u8], part: &MessagePart<'_>) -> &'a [u8] {
+    let start = part.offset_body as usize;
+    let end = (part.offset_end as usize).min(data.len());
+    data.get(start..end).unwrap_or_default()
+}
+
+/// The part's bytes with only the transfer encoding undone.
+fn raw_decoded(data: &[u8], part: &MessagePart<'_>) -> Vec<u8> {
+    let raw = slice(data, part);
+    let decoded = match part.encoding {
+        Encoding::Base64 => base64_decode(raw),
+        Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        Encoding::None => None,
+    };
+    decoded.unwrap_or_else(|| match &part.body {
+        // The transfer decoding failed on the raw slice (rare: mail-parser
+        // accepted what the strict decoder would not): fall back to its text.
+        PartType::Text(t) | PartType::Html(t) if part.encoding != Encoding::None => {
+            t.as_bytes().to_vec()
+        }
+        _ => raw.to_vec(),
+    })
+}
+
+/// A message that cannot be parsed is still scanned: the root object (all
+/// of its bytes) goes through YARA and the hash lists like any other.
+fn opaque(why: &str) -> Extracted {
+    Extracted {
+        findings: vec![FindingKind::MalformedMime {
+            detail: why.to_string(),
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,284 @@
+//! Extract stage: one module per container format, all reading through one
+//! [`Budget`] per submission.
+//!
+//! Unpackers never trust a declared size. Every decompressed byte goes
+//! through [`Budget::read_capped`], which stops at the first of: the
+//! per-object cap, the submission's remaining total, the expansion ratio, or
+//! the deadline. A limit is not an error: the unpacker returns what it got
+//! so far and says which limit stopped it, and policy decides what that
+//! means.
+//!
+//! Entry names from archives are labels only. Nothing here touches the file
+//! system, so `../../etc/passwd` is just a string in a report.
+
+mod compress;
+mod mail;
+mod tar;
+mod uuencode;
+mod zip;
+
+pub use uuencode::encode as uuencode_encode;
+
+use crate::config::Limits;
+use crate::model::{FindingKind, LimitKind};
+use crate::pipeline::identify::FileType;
+use std::io::Read;
+use std::time::Instant;
+
+/// An object found inside a container, before it is identified.
+#[derive(Debug, Default)]
+pub struct Child {
+    pub name: Option<String>,
+    pub declared_type: Option<String>,
+    pub data: Vec<u8>,
+    /// Set when the entry could not be read in full (encrypted, a limit).
+    pub stopped: Option<Stop>,
+    /// The container says this child is a message (message/rfc822).
+    pub is_mail: bool,
+}
+
+/// Why an entry or a container was not read to the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Limit(LimitKind),
+    Encrypted,
+}
+
+/// What one unpacker produced from one container.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub children: Vec<Child>,
+    /// Findings about the container itself (ambiguous zip, sloppy MIME).
+    pub findings: Vec<FindingKind>,
+    /// A limit that stopped the container before all entries were read.
+    pub stopped: Option<LimitKind>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// The container could not be opened at all.
+    #[error("{format}: {message}")]
+    Malformed {
+        format: &'static str,
+        message: String,
+    },
+    #[error("limit reached: {}", .0.as_str())]
+    Limit(LimitKind),
+}
+
+impl ExtractError {
+    fn malformed(format: &'static str, e: impl std::fmt::Display) -> Self {
+        ExtractError::Malformed {
+            format,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The limits of one submission and what has been spent of them.
+#[derive(Debug)]
+pub struct Budget {
+    pub limits: Limits,
+    deadline: Instant,
+    unpacked: u64,
+}
+
+/// Read in chunks so the deadline and caps are checked while a bomb inflates,
+/// not after.
+const CHUNK: usize = 64 << 10;
+
+impl Budget {
+    pub fn new(limits: Limits, start: Instant) -> Budget {
+        Budget {
+            deadline: start + limits.time_budget,
+            limits,
+            unpacked: 0,
+        }
+    }
+
+    pub fn unpacked(&self) -> u64 {
+        self.unpacked
+    }
+
+    pub fn check_time(&self) -> Result<(), LimitKind> {
+        if Instant::now() >= self.deadline {
+            Err(LimitKind::Time)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn remaining_time(&self) -> std::time::Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Accounts for bytes produced without a reader (MIME decoding, which
+    /// shrinks its input, so no ratio check). Returns the limit the bytes
+    /// break, if any; the bytes are counted regardless.
+    pub fn charge(&mut self, len: u64) -> Result<(), LimitKind> {
+        self.check_time()?;
+        if len > self.limits.max_object_bytes {
+            return Err(LimitKind::ObjectBytes);
+        }
+        self.unpacked = self.unpacked.saturating_add(len);
+        if self.unpacked > self.limits.max_total_bytes {
+            return Err(LimitKind::TotalBytes);
+        }
+        Ok(())
+    }
+
+    /// Reads a decompressing reader to the end or to the first limit.
+    /// `input_len` is the compressed size the output came from, for the
+    /// ratio check. On a limit the bytes read so far are returned with it:
+    /// scanning a bomb's first megabytes is better than scanning nothing.
+    pub fn read_capped(
+        &mut self,
+        mut reader: impl Read,
+        input_len: u64,
+    ) -> Result<(Vec<u8>, Option<LimitKind>), std::io::Error> {
+        let remaining_total = self.limits.max_total_bytes.saturating_sub(self.unpacked);
+        let (cap, cap_kind) = if self.limits.max_object_bytes <= remaining_total {
+            (self.limits.max_object_bytes, LimitKind::ObjectBytes)
+        } else {
+            (remaining_total, LimitKind::TotalBytes)
+        };
+        let ratio_cap = input_len
+            .max(1)
+            .saturating_mul(self.limits.max_ratio)
+            .max(self.limits.ratio_floor_bytes);
+        let mut out: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
+        let stop = loop {
+            if let Err(kind) = self.check_time() {
+                break Some(kind);
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.unpacked += out.len() as u64;
+                    return Err(e);
+                }
+            };
+            let room = cap.saturating_sub(out.len() as u64) as usize;
+            if n > room {
+                out.extend_from_slice(&buf[..room]);
+                break Some(cap_kind);
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.len() as u64 > ratio_cap {
+                break Some(LimitKind::Ratio);
+            }
+        };
+        self.unpacked += out.len() as u64;
+        Ok((out, stop))
+    }
+}
+
+/// Whether we unpack this type.
+pub fn is_container(t: &FileType) -> bool {
+    matches!(
+        t,
+        FileType::Mail
+            | FileType::Zip
+            | FileType::Ooxml
+            | FileType::Gzip
+            | FileType::Bzip2
+            | FileType::Xz
+            | FileType::Zstd
+            | FileType::Tar
+    )
+}
+
+/// Containers we recognise but do not open yet; they get `Unsupported`.
+pub fn unsupported_format(t: &FileType) -> Option<&'static str> {
+    match t {
+        FileType::SevenZip => Some("7z"),
+        FileType::Rar => Some("rar"),
+        FileType::Cab => Some("cab"),
+        FileType::Iso => Some("iso"),
+        _ => None,
+    }
+}
+
+/// Unpacks one container. `name` is the container's own name, used to name
+/// the single member of a gzip/bzip2/xz/zstd stream.
+pub fn extract(
+    t: &FileType,
+    data: &[u8],
+    name: Option<&str>,
+    budget: &mut Budget,
+) -> Result<Extracted, ExtractError> {
+    budget.check_time().map_err(ExtractError::Limit)?;
+    match t {
+        FileType::Mail => mail::extract(data, budget),
+        FileType::Zip | FileType::Ooxml => zip::extract(data, budget),
+        FileType::Tar => tar::extract(data, budget),
+        FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
+            compress::extract(t, data, name, budget)
+        }
+        _ => Ok(Extracted::default()),
+    }
+}
+
+/// Text bodies may carry uuencoded files (old clients, some malware kits).
+pub fn text_children(data: &[u8], budget: &mut Budget) -> Extracted {
+    uuencode::extract(data, budget)
+}
+
+/// Makes an archive entry name safe to print: control characters escaped,
+/// length bounded. Bidi and zero-width characters are kept so the name
+/// checks can see them.
+pub fn display_name(raw: &str) -> String {
+    let mut out = String::new();
+    for c in raw.chars().take(512) {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            max_object_bytes: 1000,
+            max_total_bytes: 2500,
+            max_ratio: 10,
+            ratio_floor_bytes: 100,
+            time_budget: Duration::from_secs(10),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn caps_per_object_total_and_ratio() {
+        let mut b = Budget::new(limits(), Instant::now());
+        let (out, stop) = b.read_capped(Cursor::new(vec![1u8; 5000]), 5000).unwrap();
+        assert_eq!((out.len(), stop), (1000, Some(LimitKind::ObjectBytes)));
+        let (out, stop) = b.read_capped(Cursor::new(vec![1u8; 900]), 900).unwrap();
+        assert_eq!((out.len(), stop), (900, None));
+        let (out, stop) = b.read_capped(Cursor::new(vec![1u8; 900]), 900).unwrap();
+        assert_eq!((out.len(), stop), (600, Some(LimitKind::TotalBytes)));
+
+        let mut b = Budget::new(limits(), Instant::now());
+        let (_, stop) = b.read_capped(Cursor::new(vec![0u8; 900]), 20).unwrap();
+        assert_eq!(stop, Some(LimitKind::Ratio));
+    }
+
+    #[test]
+    fn deadline_stops_reading() {
+        let mut b = Budget::new(limits(), Instant::now() - Duration::from_secs(11));
+        let (out, stop) = b.read_capped(Cursor::new(vec![1u8; 10]), 10).unwrap();
+        assert_eq!((out.len(), stop), (0, Some(LimitKind::Time)));
+    }
+}

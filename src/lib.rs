@@ -1,0 +1,34 @@
+//! Portcullis: an email attachment and file inspection gateway.
+//!
+//! # Layout
+//!
+//! The library is the product; `main.rs` only wires the command line to it.
+//! A message flows through the stages in this order:
+//!
+//! - [`model`]: the shared types: `Submission`, `Object`, `Finding`,
+//!   `Verdict`, `Action`, `Outcome`.
+//! - [`config`]: raw TOML validated once into [`config::Config`].
+//! - [`pipeline`]: the orchestrator, reading top to bottom; with
+//!   [`pipeline::identify`] (hashes, true type, name checks).
+//! - [`extract`]: one module per container format, all under one
+//!   [`extract::Budget`] of hard limits.
+//! - [`rules`]: yara-x rule sets and hash lists, versioned by content.
+//! - [`policy`]: the pure function from findings to a verdict.
+//! - [`samples`]: generators for harmless test samples (EICAR, bombs,
+//!   disguises) and the benchmark corpus. No live malware is ever stored.
+//! - [`cli`]: `portcullis scan`, `portcullis rules check`,
+//!   `portcullis samples`.
+
+pub mod cli;
+pub mod config;
+pub mod extract;
+pub mod model;
+pub mod pipeline;
+pub mod policy;
+pub mod rules;
+pub mod samples;
+
+pub use config::Config;
+pub use model::{Action, Finding, FindingKind, Object, Outcome, Submission, Verdict};
+pub use pipeline::{Engine, Inspector, Report};
+pub use rules::RuleSet;

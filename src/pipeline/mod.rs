@@ -1,0 +1,519 @@
+//! The inspection pipeline, read top to bottom:
+//!
+//! ```text
+//! submission ─► for each object (depth first, one budget):
+//!                 identify  (hashes, true type, name checks)
+//!                 dedupe    (same sha256 seen in this message: skip)
+//!                 hash lists (block: finding; allow: stop here)
+//!                 scan      (yara-x)
+//!                 extract   (containers push their children)
+//!             ─► decide (policy, pure) ─► Report
+//! ```
+//!
+//! All of it is synchronous, CPU-bound work: callers run it on a blocking
+//! pool, one [`Inspector`] per worker thread (it owns a yara-x scanner,
+//! which is not `Send`).
+
+pub mod identify;
+
+use crate::config::Config;
+use crate::extract::{self, Budget, Child, ExtractError, Stop};
+use crate::model::{
+    Action, Finding, FindingKind, InputKind, LimitKind, Object, Outcome, Submission, Verdict,
+};
+use crate::policy;
+use crate::rules::{ListKind, RuleSet};
+use identify::FileType;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const REPORT_SCHEMA: &str = "portcullis.report.v1";
+
+/// Everything known about one submission after inspection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    pub objects: Vec<Object>,
+    pub rules_version: String,
+    pub unpacked_bytes: u64,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A bug, not an input problem: the caller must not deliver or drop the
+    /// message on this, only retry (tempfail) or report.
+    #[error("internal error while inspecting: {0}")]
+    Panic(String),
+}
+
+/// Immutable for its lifetime: a rule reload builds a new engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub rules: Arc<RuleSet>,
+}
+
+impl Engine {
+    pub fn new(config: Config, rules: RuleSet) -> Engine {
+        Engine {
+            config: Arc::new(config),
+            rules: Arc::new(rules),
+        }
+    }
+
+    /// One per worker thread, reused for every submission it handles.
+    pub fn inspector(&self) -> Inspector<'_> {
+        Inspector {
+            engine: self,
+            scanner: self.rules.scanner(self.config.scan_timeout),
+        }
+    }
+
+    /// Convenience for one-off use; workers should keep an [`Inspector`].
+    pub fn inspect(&self, submission: &Submission) -> Result<Report, PipelineError> {
+        self.inspector().inspect(submission)
+    }
+}
+
+pub struct Inspector<'e> {
+    engine: &'e Engine,
+    scanner: yara_x::Scanner<'e>,
+}
+
+/// What is known of an object before it is looked at.
+struct Meta {
+    parent: Option<usize>,
+    depth: u32,
+    path: String,
+    name: Option<String>,
+    declared_type: Option<String>,
+    stopped: Option<Stop>,
+    is_mail: bool,
+}
+
+/// An object waiting on the stack, with its bytes.
+struct Pending {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+impl<'e> Inspector<'e> {
+    pub fn inspect(&mut self, submission: &Submission) -> Result<Report, PipelineError> {
+        self.inspect_visiting(submission, &mut |_, _| {})
+    }
+
+    /// Like [`inspect`](Self::inspect), and hands every object's bytes to
+    /// `visit` as it is found (for dumping objects, or benchmarks that need
+    /// the extracted objects themselves).
+    pub fn inspect_visiting(
+        &mut self,
+        submission: &Submission,
+        visit: &mut dyn FnMut(&Object, &[u8]),
+    ) -> Result<Report, PipelineError> {
+        catch_unwind(AssertUnwindSafe(|| self.run(submission, visit))).map_err(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(error = %msg, "pipeline panicked");
+            PipelineError::Panic(msg)
+        })
+    }
+
+    fn run(&mut self, submission: &Submission, visit: &mut dyn FnMut(&Object, &[u8])) -> Report {
+        let start = Instant::now();
+        let config = &self.engine.config;
+        let mut state = State {
+            budget: Budget::new(config.limits.clone(), start),
+            objects: Vec::new(),
+            findings: Vec::new(),
+            seen: HashMap::new(),
+        };
+
+        let root_label = match (submission.kind, &submission.name) {
+            (InputKind::Mail, _) => "message".to_string(),
+            (InputKind::File, Some(name)) => extract::display_name(name),
+            (InputKind::File, None) => "file".to_string(),
+        };
+        let root = Meta {
+            parent: None,
+            depth: 0,
+            path: root_label,
+            name: submission.name.clone(),
+            declared_type: None,
+            stopped: None,
+            is_mail: submission.kind == InputKind::Mail,
+        };
+        // Depth first from an explicit stack: no recursion, whatever the
+        // nesting, and siblings wait as bytes only while a subtree is open.
+        let mut stack: Vec<Pending> = Vec::new();
+        let found = self.object(&mut state, root, &submission.raw, visit);
+        self.push_children(&mut state, &mut stack, found);
+        while let Some(pending) = stack.pop() {
+            if let Err(kind) = state.budget.check_time() {
+                // Out of time: the rest is not looked at. Say so once, on
+                // the container whose children we could not get to.
+                state.limit(pending.meta.parent.unwrap_or(0), kind);
+                break;
+            }
+            let found = self.object(&mut state, pending.meta, &pending.data, visit);
+            self.push_children(&mut state, &mut stack, found);
+        }
+
+        let verdict = policy::decide(&config.policy, &state.findings);
+        Report {
+            schema: REPORT_SCHEMA,
+            verdict,
+            findings: state.findings,
+            objects: state.objects,
+            rules_version: self.engine.rules.version.clone(),
+            unpacked_bytes: state.budget.unpacked(),
+            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+
+    fn push_children(
+        &self,
+        state: &mut State,
+        stack: &mut Vec<Pending>,
+        found: Option<(usize, Vec<Child>)>,
+    ) {
+        let Some((id, children)) = found else {
+            return;
+        };
+        let base = &state.objects[id].path;
+        let depth = state.objects[id].depth + 1;
+        let room = self
+            .engine
+            .config
+            .limits
+            .max_objects
+            .saturating_sub(state.objects.len() + stack.len());
+        let truncated = children.len() > room;
+        let mut batch = Vec::with_capacity(children.len().min(room));
+        for (i, child) in children.into_iter().take(room).enumerate() {
+            let label = child
+                .name
+                .clone()
+                .unwrap_or_else(|| match &child.declared_type {
+                    Some(t) => format!("[{}] {t}", i + 1),
+                    None => format!("[{}]", i + 1),
+                });
+            batch.push(Pending {
+                meta: Meta {
+                    parent: Some(id),
+                    depth,
+                    path: format!("{base} > {label}"),
+                    name: child.name,
+                    declared_type: child.declared_type,
+                    stopped: child.stopped,
+                    is_mail: child.is_mail,
+                },
+                data: child.data,
+            });
+        }
+        // Reversed so the first child is popped (and numbered) first.
+        stack.extend(batch.into_iter().rev());
+        if truncated {
+            state.limit(id, LimitKind::Objects);
+        }
+    }
+
+    /// Identifies, scans and unpacks one object. Returns its id and children.
+    fn object(
+        &mut self,
+        state: &mut State,
+        meta: Meta,
+        data: &[u8],
+        visit: &mut dyn FnMut(&Object, &[u8]),
+    ) -> Option<(usize, Vec<Child>)> {
+        let Meta {
+            parent,
+            depth,
+            path,
+            name,
+            declared_type,
+            stopped,
+            is_mail,
+        } = meta;
+        let engine = self.engine;
+        let id = state.objects.len();
+        let hashes = identify::hashes(data);
+        let sha256 = hex::encode(hashes.sha256);
+        let true_type = if is_mail {
+            FileType::Mail
+        } else {
+            identify::detect(data)
+        };
+        state.objects.push(Object {
+            id,
+            parent,
+            depth,
+            path,
+            name: name.clone(),
+            declared_type: declared_type.clone(),
+            true_type: true_type.label().to_string(),
+            size: data.len() as u64,
+            sha256: sha256.clone(),
+            sha1: hashes.sha1.clone(),
+            md5: hashes.md5.clone(),
+            outcome: Outcome::Scanned,
+        });
+        visit(&state.objects[id], data);
+
+        if parent.is_some() || name.is_some() {
+            for kind in
+                identify::name_findings(name.as_deref(), declared_type.as_deref(), &true_type)
+            {
+                state.builtin(id, kind);
+            }
+        }
+
+        match stopped {
+            Some(Stop::Encrypted) => {
+                state.objects[id].outcome = Outcome::Encrypted;
+                state.builtin(id, FindingKind::Encrypted);
+                return None;
+            }
+            Some(Stop::Limit(kind)) => state.limit(id, kind),
+            None => {}
+        }
+
+        if let Some(&first) = state.seen.get(&hashes.sha256) {
+            // The first copy's findings already speak for this one.
+            if state.objects[id].outcome == Outcome::Scanned {
+                state.objects[id].outcome = Outcome::Duplicate { of: first };
+            }
+            return None;
+        }
+        state.seen.insert(hashes.sha256, id);
+
+        let hit = engine
+            .rules
+            .hashes
+            .lookup(&sha256, &hashes.sha1, &hashes.md5);
+        if hit.as_ref().is_some_and(|h| h.kind == ListKind::Allow) {
+            state.objects[id].outcome = Outcome::Allowed;
+            return None;
+        }
+        // YARA first so that, on a tie, the rule (the more specific
+        // explanation) is the deciding finding rather than the hash.
+        self.scan(state, id, data);
+        if let Some(hit) = hit {
+            let description = hit
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{} is on block list {}", hit.algorithm, hit.list));
+            let kind = FindingKind::HashList {
+                list: hit.list,
+                algorithm: hit.algorithm.into(),
+                hash: hit.hash,
+            };
+            let score = policy::builtin_score(&kind);
+            state.push(id, kind, score, Some(Action::Reject), description);
+        }
+        // A truncated object is scanned but never unpacked: its structure is
+        // cut off, and unpacking it would only produce misleading errors.
+        if state.objects[id].outcome != Outcome::Scanned {
+            return None;
+        }
+        if let Some(format) = extract::unsupported_format(&true_type) {
+            state.objects[id].outcome = Outcome::Unsupported {
+                format: format.into(),
+            };
+            state.builtin(
+                id,
+                FindingKind::Unopenable {
+                    format: format!("{format} (not unpacked by this version)"),
+                },
+            );
+            return None;
+        }
+        let is_container = extract::is_container(&true_type);
+        if true_type == FileType::Text {
+            let out = extract::text_children(data, &mut state.budget);
+            if let Some(kind) = out.stopped {
+                state.limit(id, kind);
+            }
+            return (!out.children.is_empty()).then_some((id, out.children));
+        }
+        if !is_container {
+            return None;
+        }
+        if depth >= engine.config.limits.max_depth {
+            state.limit(id, LimitKind::Depth);
+            return None;
+        }
+        match extract::extract(&true_type, data, name.as_deref(), &mut state.budget) {
+            Ok(out) => {
+                for kind in out.findings {
+                    state.builtin(id, kind);
+                }
+                if let Some(kind) = out.stopped {
+                    state.limit(id, kind);
+                }
+                Some((id, out.children))
+            }
+            Err(ExtractError::Limit(kind)) => {
+                state.limit(id, kind);
+                None
+            }
+            Err(ExtractError::Malformed { format, message }) => {
+                state.objects[id].outcome = Outcome::Malformed {
+                    error: message.clone(),
+                };
+                state.builtin(
+                    id,
+                    FindingKind::Unopenable {
+                        format: format!("{format}: {message}"),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn scan(&mut self, state: &mut State, id: usize, data: &[u8]) {
+        let engine = self.engine;
+        // yara-x counts whole seconds; never less than one, never past the
+        // message's own budget by more than that second.
+        let remaining = state.budget.remaining_time();
+        let timeout = engine
+            .config
+            .scan_timeout
+            .min(remaining.max(Duration::from_secs(1)));
+        self.scanner.set_timeout(timeout);
+        match engine.rules.scan(&mut self.scanner, data) {
+            Ok(matches) => {
+                for m in matches {
+                    let description = m
+                        .meta
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| format!("YARA rule {} matched", m.rule));
+                    let finding = Finding {
+                        kind: FindingKind::Yara {
+                            namespace: m.namespace,
+                            rule: m.rule,
+                            tags: m.tags,
+                        },
+                        object: id,
+                        path: state.objects[id].path.clone(),
+                        score: m.meta.score,
+                        action: m.meta.action,
+                        monitor: m.meta.monitor,
+                        severity: m.meta.severity,
+                        description,
+                        reference: m.meta.reference,
+                    };
+                    state.findings.push(finding);
+                }
+            }
+            Err(yara_x::errors::ScanError::Timeout) => state.limit(id, LimitKind::ScanTimeout),
+            Err(e) => {
+                tracing::warn!(error = %e, object = id, "yara scan failed");
+                state.builtin(
+                    id,
+                    FindingKind::Unopenable {
+                        format: format!("yara: {e}"),
+                    },
+                );
+            }
+        }
+    }
+}
+
+struct State {
+    budget: Budget,
+    objects: Vec<Object>,
+    findings: Vec<Finding>,
+    seen: HashMap<[u8; 32], usize>,
+}
+
+impl State {
+    fn push(
+        &mut self,
+        object: usize,
+        kind: FindingKind,
+        score: i32,
+        action: Option<Action>,
+        description: String,
+    ) {
+        self.findings.push(Finding {
+            kind,
+            object,
+            path: self.objects[object].path.clone(),
+            score,
+            action,
+            monitor: false,
+            severity: None,
+            description,
+            reference: None,
+        });
+    }
+
+    fn builtin(&mut self, object: usize, kind: FindingKind) {
+        let score = policy::builtin_score(&kind);
+        let description = describe(&kind);
+        self.push(object, kind, score, None, description);
+    }
+
+    /// Records a limit once per object and kind, and marks the object.
+    fn limit(&mut self, object: usize, limit: LimitKind) {
+        let kind = FindingKind::Limit { limit };
+        if self
+            .findings
+            .iter()
+            .any(|f| f.object == object && f.kind == kind)
+        {
+            return;
+        }
+        if matches!(
+            self.objects[object].outcome,
+            Outcome::Scanned | Outcome::Duplicate { .. }
+        ) {
+            self.objects[object].outcome = Outcome::Limit { limit };
+        }
+        self.builtin(object, kind);
+    }
+}
+
+fn describe(kind: &FindingKind) -> String {
+    match kind {
+        FindingKind::Yara { rule, .. } => format!("YARA rule {rule} matched"),
+        FindingKind::HashList { list, .. } => format!("hash on block list {list}"),
+        FindingKind::TypeMismatch { declared, detected } => {
+            format!("declared {declared} but the content is {detected}")
+        }
+        FindingKind::DisguisedExecutable { detected } => {
+            format!("{detected} content presented as a document or image")
+        }
+        FindingKind::DoubleExtension => "a harmless-looking extension hides a dangerous one".into(),
+        FindingKind::DeceptiveName { characters } => format!(
+            "file name contains invisible or direction-changing characters ({})",
+            characters.join(" ")
+        ),
+        FindingKind::DangerousExtension { extension } => {
+            format!(".{extension} files run code when opened")
+        }
+        FindingKind::Encrypted => "encrypted content could not be inspected".into(),
+        FindingKind::AmbiguousArchive { reason } => {
+            format!("archive reads differently in different tools: {reason}")
+        }
+        FindingKind::Limit { limit } => format!(
+            "inspection stopped at the {} limit: content was not fully inspected",
+            limit.as_str()
+        ),
+        FindingKind::Unopenable { format } => format!("could not be opened: {format}"),
+        FindingKind::MalformedMime { detail } => format!("malformed MIME: {detail}"),
+    }
+}

