@@ -189,8 +189,11 @@ pub struct Object {
     pub true_type: String,
     pub size: u64,
     pub sha256: String,
-    pub sha1: String,
-    pub md5: String,
+    /// Absent for the raw message itself (see `identify::hashes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     pub outcome: Outcome,
 }
 

@@ -155,6 +155,21 @@ pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Zip with each entry compressed by its own method.
+pub fn zip_methods(entries: &[(&str, zip::CompressionMethod, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, method, data) in entries {
+            let opts = zip::write::SimpleFileOptions::default().compression_method(*method);
+            w.start_file(*name, opts).expect("zip to memory");
+            w.write_all(data).expect("zip to memory");
+        }
+        w.finish().expect("zip to memory");
+    }
+    out.into_inner()
+}
+
 /// One raw zip entry for hand-built archives.
 pub struct RawEntry<'a> {
     pub local_name: &'a str,
@@ -457,6 +472,38 @@ pub fn all() -> Vec<Sample> {
             &["EICAR_Test_File"],
             "EICAR in an inline (7bit) forwarded message",
         ),
+        sample(
+            "eicar_zip_methods.zip",
+            File,
+            {
+                use zip::CompressionMethod as M;
+                // EICAR allows trailing whitespace: distinct bytes per entry,
+                // so none is skipped as a duplicate.
+                let variant = |n: usize| [e.clone(), vec![b' '; n]].concat();
+                zip_methods(&[
+                    ("stored.com", M::Stored, &variant(1)),
+                    ("deflated.com", M::Deflated, &variant(2)),
+                    ("bzip2.com", M::Bzip2, &variant(3)),
+                    ("zstd.com", M::Zstd, &variant(4)),
+                    ("xz.com", M::Xz, &variant(5)),
+                ])
+            },
+            Reject,
+            &["EICAR_Test_File"],
+            "EICAR in zip entries stored, deflated, bzip2, zstd and xz",
+        ),
+        sample(
+            "rfc2231_name.eml",
+            Mail,
+            format!(
+                "From: a@example.org\r\nTo: b@example.com\r\nSubject: Faktura\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''faktura%2Epdf%2Eexe\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--b1--\r\n",
+                b64(&pe)
+            )
+            .into_bytes(),
+            Reject,
+            &["DOUBLE_EXTENSION", "Executable_PE"],
+            "RFC 2231 encoded faktura.pdf.exe",
+        ),
         sample("eicar_uuencoded.eml", Mail, message("uu", &crate::extract::uuencode_encode("eicar.com", &e), &[]), Reject, &["EICAR_Test_File"], "EICAR uuencoded in a text body"),
         sample("eicar_qp_text.eml", Mail, message("qp", "body", &[Part { content_type: "text/plain; charset=iso-8859-1", name: None, encoding: "quoted-printable", data: &e }]), Reject, &["EICAR_Test_File"], "EICAR in a quoted-printable text part"),
         sample("double_extension.eml", Mail, message("Invoice", "please pay", &[attachment("application/octet-stream", "invoice.pdf.exe", &pe)]), Reject, &["DOUBLE_EXTENSION", "Executable_PE"], "invoice.pdf.exe"),
@@ -507,8 +554,8 @@ pub fn all() -> Vec<Sample> {
 }
 
 /// A deterministic corpus shaped like a real mail stream, for benchmarks:
-/// mostly small text and HTML mail, some with PDFs, images, Office files and
-/// zips, a few of several MB, and one in fifty with EICAR.
+/// text and HTML mail, PDFs, images, Office files and zips, a few of
+/// several MB, and two in a hundred with EICAR.
 pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = seed | 1;
     let mut next = move || {
@@ -551,7 +598,7 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
             // Half text, half noise: compresses like real documents do.
             let mut v = Vec::with_capacity(size);
             while v.len() < size {
-                if next() % 2 == 0 {
+                if next().is_multiple_of(2) {
                     v.extend_from_slice(
                         b"stream BT /F1 12 Tf 72 712 Td (quarterly report) Tj ET endstream ",
                     );
@@ -562,9 +609,12 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
             v.truncate(size);
             v
         };
+        // A fifth of the mail is text only, a tenth HTML; the rest carries
+        // 30-150 KB attachments (median message about 50 KB once base64),
+        // one in a hundred several MB, two in a hundred EICAR in a zip.
         let msg = match kind {
-            0..=39 => message(&format!("Note {i}"), &body, &[]),
-            40..=54 => {
+            0..=19 => message(&format!("Note {i}"), &body, &[]),
+            20..=29 => {
                 let html = format!(
                     "<html><body><p>{}</p><a href=\"https://example.com/{i}\">link</a></body></html>",
                     body.replace('\n', "<br>")
@@ -580,30 +630,30 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
                     }],
                 )
             }
-            55..=69 => {
+            30..=54 => {
                 let mut pdf = clean_pdf();
-                pdf.extend(blob(20_000 + (next() % 60_000) as usize, &mut next));
+                pdf.extend(blob(30_000 + (next() % 120_000) as usize, &mut next));
                 message(
                     &format!("Report {i}"),
                     &body,
                     &[attachment("application/pdf", "report.pdf", &pdf)],
                 )
             }
-            70..=79 => {
+            55..=69 => {
                 let mut img = png();
-                img.extend(blob(10_000 + (next() % 80_000) as usize, &mut next));
+                img.extend(blob(20_000 + (next() % 100_000) as usize, &mut next));
                 message(
                     &format!("Photo {i}"),
                     &body,
                     &[attachment("image/png", "photo.png", &img)],
                 )
             }
-            80..=89 => {
+            70..=84 => {
                 let doc = zip(&[
                     ("[Content_Types].xml", b"<Types/>"),
                     (
                         "word/document.xml",
-                        &blob(30_000 + (next() % 50_000) as usize, &mut next),
+                        &blob(40_000 + (next() % 80_000) as usize, &mut next),
                     ),
                 ]);
                 message(
@@ -616,10 +666,13 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
                     )],
                 )
             }
-            90..=96 => {
+            85..=96 => {
                 let z = zip(&[
                     ("a.csv", text(2000, &mut next).as_bytes()),
-                    ("b.pdf", &blob(40_000, &mut next)),
+                    (
+                        "b.pdf",
+                        &blob(40_000 + (next() % 60_000) as usize, &mut next),
+                    ),
                 ]);
                 message(
                     &format!("Files {i}"),

@@ -6,6 +6,9 @@ use crate::util::{engine, finding_names};
 use portcullis::samples::*;
 use portcullis::{RuleSet, Submission};
 
+/// A file name and its bytes.
+type Named = (&'static str, Vec<u8>);
+
 fn findings(name: &str, data: Vec<u8>) -> Vec<String> {
     finding_names(
         &engine()
@@ -25,7 +28,7 @@ fn each_rule_has_a_positive_and_a_negative() {
     vba_lookalike[at..at + 8].copy_from_slice(b"ShowNote");
     let mut eicar_late = b"prefix ".to_vec();
     eicar_late.extend(eicar());
-    let table: Vec<(&str, (&str, Vec<u8>), (&str, Vec<u8>))> = vec![
+    let table: Vec<(&str, Named, Named)> = vec![
         ("EICAR_Test_File", ("e.com", eicar()), ("e.txt", eicar_late)),
         (
             "Executable_PE",

@@ -193,15 +193,29 @@ fn print_human(
     let v = &report.verdict;
     writeln!(
         out,
-        "{:<10} {:>4}  {label}  {}",
+        "{:<10} {:>4}  {}  {}",
         v.action.as_str(),
         v.score,
-        v.summary
+        visible(label),
+        visible(&v.summary)
     )?;
     if v.action == Action::Accept && report.findings.is_empty() {
         return Ok(());
     }
+    // Small trees are shown whole; large ones only down to what matters
+    // (objects with findings or not fully inspected, and their ancestors).
+    let mut shown = vec![report.objects.len() <= 30; report.objects.len()];
     for object in &report.objects {
+        let flagged = object.outcome != Outcome::Scanned
+            && !matches!(object.outcome, Outcome::Duplicate { .. })
+            || report.findings.iter().any(|f| f.object == object.id);
+        let mut at = Some(object.id).filter(|_| flagged);
+        while let Some(id) = at {
+            shown[id] = true;
+            at = report.objects[id].parent;
+        }
+    }
+    for object in report.objects.iter().filter(|o| shown[o.id]) {
         let indent = "  ".repeat(object.depth as usize + 1);
         let label = object.path.rsplit(" > ").next().unwrap_or(&object.path);
         let outcome = match &object.outcome {
@@ -215,8 +229,11 @@ fn print_human(
         };
         writeln!(
             out,
-            "{indent}#{} {label} ({}, {} bytes){outcome}",
-            object.id, object.true_type, object.size
+            "{indent}#{} {} ({}, {} bytes){outcome}",
+            object.id,
+            visible(label),
+            object.true_type,
+            object.size
         )?;
         for f in report.findings.iter().filter(|f| f.object == object.id) {
             let mode = if f.monitor { " monitor" } else { "" };
@@ -229,7 +246,30 @@ fn print_human(
             )?;
         }
     }
+    let hidden = shown.iter().filter(|s| !**s).count();
+    if hidden > 0 {
+        writeln!(
+            out,
+            "  ... and {hidden} more objects with nothing found (see --json)"
+        )?;
+    }
     Ok(())
+}
+
+/// Names can carry bidi overrides that make a terminal print `exe.pdf` for
+/// `fdp.exe`: show every invisible or direction-changing character as a code.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+            | '\u{061c}' => format!("<U+{:04X}>", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Walks one command-line path, handing each input to `send`. Returns false

@@ -16,6 +16,10 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             out.stopped = Some(kind);
             break;
         }
+        if out.children.len() >= budget.limits.max_objects {
+            out.stopped = Some(LimitKind::Objects);
+            break;
+        }
         let entry = match entry {
             Ok(e) => e,
             // A truncated tail after good entries: keep what we have, but

@@ -38,6 +38,12 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             out.stopped = Some(kind);
             break;
         }
+        if out.children.len() >= budget.limits.max_objects {
+            // The whole tree may not hold more; reading on would only spend
+            // time and memory on entries that will be cut.
+            out.stopped = Some(LimitKind::Objects);
+            break;
+        }
         let (name, encrypted, is_dir, compressed) = match archive.by_index_raw(i) {
             Ok(f) => (
                 display_name(&String::from_utf8_lossy(f.name_raw())),

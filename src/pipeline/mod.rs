@@ -247,7 +247,7 @@ impl<'e> Inspector<'e> {
         } = meta;
         let engine = self.engine;
         let id = state.objects.len();
-        let hashes = identify::hashes(data);
+        let hashes = identify::hashes(data, !(is_mail && parent.is_none()));
         let sha256 = hex::encode(hashes.sha256);
         let true_type = if is_mail {
             FileType::Mail
@@ -300,7 +300,7 @@ impl<'e> Inspector<'e> {
         let hit = engine
             .rules
             .hashes
-            .lookup(&sha256, &hashes.sha1, &hashes.md5);
+            .lookup(&sha256, hashes.sha1.as_deref(), hashes.md5.as_deref());
         if hit.as_ref().is_some_and(|h| h.kind == ListKind::Allow) {
             state.objects[id].outcome = Outcome::Allowed;
             return None;

@@ -94,9 +94,10 @@ impl HashLists {
     }
 
     /// Looks up an object's digests, sha256 first.
-    pub fn lookup(&self, sha256: &str, sha1: &str, md5: &str) -> Option<HashHit> {
-        [("sha256", sha256), ("sha1", sha1), ("md5", md5)]
+    pub fn lookup(&self, sha256: &str, sha1: Option<&str>, md5: Option<&str>) -> Option<HashHit> {
+        [("sha256", Some(sha256)), ("sha1", sha1), ("md5", md5)]
             .into_iter()
+            .filter_map(|(algorithm, hash)| Some((algorithm, hash?)))
             .find_map(|(algorithm, hash)| {
                 self.entries.get(hash).map(|e| HashHit {
                     kind: e.kind,
@@ -123,7 +124,7 @@ mod tests {
         )
         .unwrap();
         let hit = l
-            .lookup("00", "00", "44d88612fea8a8f36de82e1278abb02f")
+            .lookup("00", Some("00"), Some("44d88612fea8a8f36de82e1278abb02f"))
             .unwrap();
         assert_eq!(hit.kind, ListKind::Block);
         assert_eq!(hit.algorithm, "md5");
@@ -148,6 +149,6 @@ mod tests {
         let h = "a".repeat(64);
         l.add_file("block/b.txt", "b", &h).unwrap();
         l.add_file("allow/a.txt", "a", &h).unwrap();
-        assert_eq!(l.lookup(&h, "", "").unwrap().kind, ListKind::Block);
+        assert_eq!(l.lookup(&h, None, None).unwrap().kind, ListKind::Block);
     }
 }
