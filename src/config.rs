@@ -98,12 +98,17 @@ pub struct Config {
     pub rules_dir: Option<PathBuf>,
     /// YARA timeout per object (yara-x counts in whole seconds).
     pub scan_timeout: Duration,
+    /// md5 and sha1 of every object, for IOC feeds. They cost about as much
+    /// as YARA itself; when off they are still computed where a hash list
+    /// holds hashes of that kind.
+    pub legacy_hashes: bool,
 }
 
 impl Config {
     pub fn defaults() -> Self {
         Config {
             scan_timeout: Duration::from_secs(5),
+            legacy_hashes: true,
             ..Default::default()
         }
     }
@@ -140,6 +145,14 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    identify: RawIdentify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentify {
+    legacy_hashes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +287,7 @@ impl RawConfig {
             policy,
             rules_dir: self.rules.dir,
             scan_timeout,
+            legacy_hashes: self.identify.legacy_hashes.unwrap_or(d.legacy_hashes),
         })
     }
 }

@@ -610,7 +610,7 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
             v
         };
         // A fifth of the mail is text only, a tenth HTML; the rest carries
-        // 30-150 KB attachments (median message about 50 KB once base64),
+        // 30-200 KB attachments (median message about 50 KB once base64),
         // one in a hundred several MB, two in a hundred EICAR in a zip.
         let msg = match kind {
             0..=19 => message(&format!("Note {i}"), &body, &[]),
@@ -632,7 +632,7 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
             }
             30..=54 => {
                 let mut pdf = clean_pdf();
-                pdf.extend(blob(30_000 + (next() % 120_000) as usize, &mut next));
+                pdf.extend(blob(40_000 + (next() % 160_000) as usize, &mut next));
                 message(
                     &format!("Report {i}"),
                     &body,
@@ -641,7 +641,7 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
             }
             55..=69 => {
                 let mut img = png();
-                img.extend(blob(20_000 + (next() % 100_000) as usize, &mut next));
+                img.extend(blob(30_000 + (next() % 120_000) as usize, &mut next));
                 message(
                     &format!("Photo {i}"),
                     &body,

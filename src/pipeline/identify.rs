@@ -143,16 +143,13 @@ pub struct Hashes {
     pub md5: Option<String>,
 }
 
-/// sha256 is the identity of every object. md5 and sha1 exist for IOC
-/// feeds, which publish them for files, not for whole messages; the raw
-/// message is the largest object (every attachment again, in base64) and
-/// md5 alone was a quarter of the pipeline's time on it, so `legacy` is
-/// false for the root of a mail submission.
-pub fn hashes(data: &[u8], legacy: bool) -> Hashes {
+/// sha256 is the identity of every object; sha1 and md5 are computed only
+/// when asked for (see `Config::legacy_hashes`).
+pub fn hashes(data: &[u8], sha1: bool, md5: bool) -> Hashes {
     Hashes {
         sha256: Sha256::digest(data).into(),
-        sha1: legacy.then(|| hex::encode(Sha1::digest(data))),
-        md5: legacy.then(|| hex::encode(Md5::digest(data))),
+        sha1: sha1.then(|| hex::encode(Sha1::digest(data))),
+        md5: md5.then(|| hex::encode(Md5::digest(data))),
     }
 }
 

@@ -247,7 +247,17 @@ impl<'e> Inspector<'e> {
         } = meta;
         let engine = self.engine;
         let id = state.objects.len();
-        let hashes = identify::hashes(data, !(is_mail && parent.is_none()));
+        // IOC feeds and hash lists name files by md5/sha1, never whole
+        // messages, and the raw message is the largest object (every
+        // attachment again, in base64): it only gets sha256.
+        let file_like = !(is_mail && parent.is_none());
+        let lists = &engine.rules.hashes;
+        let legacy = engine.config.legacy_hashes;
+        let hashes = identify::hashes(
+            data,
+            file_like && (legacy || lists.has_sha1),
+            file_like && (legacy || lists.has_md5),
+        );
         let sha256 = hex::encode(hashes.sha256);
         let true_type = if is_mail {
             FileType::Mail
@@ -297,10 +307,11 @@ impl<'e> Inspector<'e> {
         }
         state.seen.insert(hashes.sha256, id);
 
-        let hit = engine
-            .rules
-            .hashes
-            .lookup(&sha256, hashes.sha1.as_deref(), hashes.md5.as_deref());
+        let hit =
+            engine
+                .rules
+                .hashes
+                .lookup(&sha256, hashes.sha1.as_deref(), hashes.md5.as_deref());
         if hit.as_ref().is_some_and(|h| h.kind == ListKind::Allow) {
             state.objects[id].outcome = Outcome::Allowed;
             return None;

@@ -32,6 +32,10 @@ pub struct HashLists {
     /// Lower-case hex hash to entry; md5, sha1 and sha256 cannot collide by
     /// length, so one map holds all three.
     entries: HashMap<String, Entry>,
+    /// Whether any entry is a sha1 / an md5: objects then need that digest
+    /// even when legacy hashes are off.
+    pub has_sha1: bool,
+    pub has_md5: bool,
 }
 
 impl HashLists {
@@ -77,6 +81,8 @@ impl HashLists {
                 });
             }
             let description = Some(rest.trim().to_string()).filter(|d| !d.is_empty());
+            self.has_sha1 |= hash.len() == 40;
+            self.has_md5 |= hash.len() == 32;
             // Block wins over allow when a hash is in both: fail closed.
             let entry = Entry {
                 kind,

@@ -80,6 +80,17 @@ pub struct Source {
     pub text: String,
 }
 
+/// The sources of the bundled set, for tools that adapt it.
+pub fn bundled_sources() -> Vec<Source> {
+    bundled::FILES
+        .iter()
+        .map(|(origin, text)| Source {
+            origin: (*origin).to_string(),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
 pub struct RuleSet {
     rules: yara_x::Rules,
     meta: HashMap<(String, String), RuleMeta>,
@@ -114,14 +125,7 @@ pub struct RuleMatch {
 impl RuleSet {
     /// The starter set compiled into the binary from `rules/`.
     pub fn bundled() -> Result<RuleSet, RulesError> {
-        let files = bundled::FILES
-            .iter()
-            .map(|(origin, text)| Source {
-                origin: (*origin).to_string(),
-                text: (*text).to_string(),
-            })
-            .collect();
-        RuleSet::from_sources(files, "bundled")
+        RuleSet::from_sources(bundled_sources(), "bundled")
     }
 
     pub fn load_dir(dir: &Path) -> Result<RuleSet, RulesError> {
