@@ -595,7 +595,8 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
         let kind = next() % 100;
         let body = text(40 + (next() % 400) as usize, &mut next);
         let blob = |size: usize, next: &mut dyn FnMut() -> u64| -> Vec<u8> {
-            // Half text, half noise: compresses like real documents do.
+            // Half text, half noise by bytes: compresses about 2:1, like real
+            // documents do.
             let mut v = Vec::with_capacity(size);
             while v.len() < size {
                 if next().is_multiple_of(2) {
@@ -603,7 +604,9 @@ pub fn corpus(count: usize, seed: u64) -> Vec<Vec<u8>> {
                         b"stream BT /F1 12 Tf 72 712 Td (quarterly report) Tj ET endstream ",
                     );
                 } else {
-                    v.extend_from_slice(&next().to_le_bytes());
+                    for _ in 0..8 {
+                        v.extend_from_slice(&next().to_le_bytes());
+                    }
                 }
             }
             v.truncate(size);
@@ -718,4 +721,26 @@ pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
     let text = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("expected.json"), text)?;
     Ok(samples.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn corpus_is_shaped_as_documented() {
+        let corpus = super::corpus(400, 42);
+        let mut sizes: Vec<usize> = corpus.iter().map(Vec::len).collect();
+        sizes.sort();
+        let median = sizes[sizes.len() / 2];
+        let eicar = corpus
+            .iter()
+            .filter(|m| crate::pipeline::identify::memfind(m, b"test.zip").is_some())
+            .count();
+        assert!(
+            (30_000..=90_000).contains(&median),
+            "median {median}: {:?}",
+            &sizes[..20]
+        );
+        assert!(sizes[sizes.len() - 1] > 3_000_000, "no multi-MB message");
+        assert!((2..=20).contains(&eicar), "{eicar} EICAR messages");
+    }
 }

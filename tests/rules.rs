@@ -152,3 +152,45 @@ fn bundled_rules_match_the_rules_directory() {
     .unwrap();
     assert_eq!(on_disk.version, RuleSet::bundled().unwrap().version);
 }
+
+#[test]
+fn a_message_is_scanned_with_its_encoded_bodies_cut_out() {
+    // Part headers stay visible to rules on the message; a base64 body is
+    // scanned decoded (as its own object), not again as base64 text.
+    let rules = RuleSet::from_sources(
+        vec![portcullis::rules::Source {
+            origin: "t.yar".into(),
+            text: r#"
+                rule Part_Header { strings: $a = "filename=\"notes.txt\"" condition: $a }
+                rule Base64_Text { strings: $b = "aGVsbG8gZnJvbSB0aGUgYXR0YWNobWVudA" condition: $b }
+                rule Decoded { strings: $c = "hello from the attachment" condition: $c }
+            "#
+            .into(),
+        }],
+        "test",
+    )
+    .unwrap();
+    let engine = portcullis::Engine::new(portcullis::Config::defaults(), rules);
+    let msg = message(
+        "m",
+        "body",
+        &[attachment(
+            "text/plain",
+            "notes.txt",
+            b"hello from the attachment",
+        )],
+    );
+    let report = engine.inspect(&Submission::mail(msg)).unwrap();
+    let on = |rule: &str| {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.kind.name() == rule)
+            .map(|f| f.object)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on("Part_Header"), vec![0]);
+    assert!(on("Base64_Text").is_empty());
+    assert_eq!(on("Decoded").len(), 1);
+    assert_ne!(on("Decoded")[0], 0);
+}

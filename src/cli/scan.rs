@@ -317,6 +317,13 @@ fn discover(path: &Path, send: &mut dyn FnMut(Input) -> bool) -> bool {
         }
         return true;
     }
+    if !meta.is_file() {
+        // A FIFO or device would block or never end.
+        return send(Input {
+            label,
+            submission: Err("not a regular file".into()),
+        });
+    }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let lower = name.clone().unwrap_or_default().to_ascii_lowercase();
     if lower.ends_with(".mbox") || is_mbox(path) {

@@ -59,8 +59,7 @@ pub fn extract(
             stopped: stop.map(Stop::Limit),
             ..Default::default()
         }],
-        findings: Vec::new(),
-        stopped: None,
+        ..Default::default()
     })
 }
 

@@ -63,6 +63,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             break;
         }
     }
+    out.scan_view = without_encoded_bodies(data, &message.parts);
     if !sloppy.is_empty() {
         out.findings.push(FindingKind::MalformedMime {
             detail: sloppy.join("; "),
@@ -75,10 +76,10 @@ fn push(
     out: &mut Extracted,
     budget: &mut Budget,
     part: &MessagePart<'_>,
-    data: Vec<u8>,
+    mut data: Vec<u8>,
     is_mail: bool,
 ) {
-    let stopped = budget.charge(data.len() as u64).err();
+    let stopped = budget.charge(&mut data);
     let declared_type = part.content_type().map(|ct| match ct.subtype() {
         Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
         None => ct.ctype().to_ascii_lowercase(),
@@ -96,6 +97,36 @@ fn push(
     ) {
         out.stopped = stopped;
     }
+}
+
+/// The message with every base64 or quoted-printable leaf body removed:
+/// those are scanned decoded, as objects of their own.
+fn without_encoded_bodies(data: &[u8], parts: &[MessagePart<'_>]) -> Option<Vec<u8>> {
+    let mut cut: Vec<(usize, usize)> = parts
+        .iter()
+        .filter(|p| p.encoding != Encoding::None && !matches!(p.body, PartType::Multipart(_)))
+        .map(|p| {
+            (
+                p.offset_body as usize,
+                (p.offset_end as usize).min(data.len()),
+            )
+        })
+        .filter(|(start, end)| start < end)
+        .collect();
+    if cut.is_empty() {
+        return None;
+    }
+    cut.sort_unstable();
+    let mut view = Vec::with_capacity(data.len() / 4);
+    let mut at = 0;
+    for (start, end) in cut {
+        if start > at {
+            view.extend_from_slice(&data[at..start]);
+        }
+        at = at.max(end);
+    }
+    view.extend_from_slice(data.get(at..).unwrap_or_default());
+    Some(view)
 }
 
 fn slice<'a>(data: &'a [u8], part: &MessagePart<'_>) -> &'a [u8] {

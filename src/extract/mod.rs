@@ -52,6 +52,9 @@ pub struct Extracted {
     pub findings: Vec<FindingKind>,
     /// A limit that stopped the container before all entries were read.
     pub stopped: Option<LimitKind>,
+    /// What YARA should see of the container itself, when that is less
+    /// than all of it (a message without its encoded bodies).
+    pub scan_view: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,19 +116,26 @@ impl Budget {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Accounts for bytes produced without a reader (MIME decoding, which
-    /// shrinks its input, so no ratio check). Returns the limit the bytes
-    /// break, if any; the bytes are counted regardless.
-    pub fn charge(&mut self, len: u64) -> Result<(), LimitKind> {
-        self.check_time()?;
-        if len > self.limits.max_object_bytes {
-            return Err(LimitKind::ObjectBytes);
-        }
-        self.unpacked = self.unpacked.saturating_add(len);
-        if self.unpacked > self.limits.max_total_bytes {
-            return Err(LimitKind::TotalBytes);
-        }
-        Ok(())
+    /// Accounts for bytes produced without a reader (MIME and uuencode
+    /// decoding, which shrink their input, so no ratio check). Cuts `data`
+    /// to what the per-object cap and the remaining total allow, and says
+    /// which limit did the cutting.
+    pub fn charge(&mut self, data: &mut Vec<u8>) -> Option<LimitKind> {
+        let remaining_total = self.limits.max_total_bytes.saturating_sub(self.unpacked);
+        let len = data.len() as u64;
+        let stop = if len > self.limits.max_object_bytes.min(remaining_total) {
+            let kind = if self.limits.max_object_bytes <= remaining_total {
+                LimitKind::ObjectBytes
+            } else {
+                LimitKind::TotalBytes
+            };
+            data.truncate(self.limits.max_object_bytes.min(remaining_total) as usize);
+            Some(kind)
+        } else {
+            self.check_time().err()
+        };
+        self.unpacked += data.len() as u64;
+        stop
     }
 
     /// Reads a decompressing reader to the end or to the first limit.
@@ -273,6 +283,20 @@ mod tests {
         let mut b = Budget::new(limits(), Instant::now());
         let (_, stop) = b.read_capped(Cursor::new(vec![0u8; 900]), 20).unwrap();
         assert_eq!(stop, Some(LimitKind::Ratio));
+    }
+
+    #[test]
+    fn charge_cuts_to_the_caps() {
+        let mut b = Budget::new(limits(), Instant::now());
+        let mut big = vec![0u8; 1500];
+        assert_eq!(b.charge(&mut big), Some(LimitKind::ObjectBytes));
+        assert_eq!(big.len(), 1000);
+        let mut ok = vec![0u8; 900];
+        assert_eq!(b.charge(&mut ok), None);
+        let mut last = vec![0u8; 900];
+        assert_eq!(b.charge(&mut last), Some(LimitKind::TotalBytes));
+        assert_eq!(last.len(), 600);
+        assert_eq!(b.unpacked(), 2500);
     }
 
     #[test]

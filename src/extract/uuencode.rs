@@ -29,7 +29,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Extracted {
             }
             decode_line(body, &mut decoded);
         }
-        let stopped = budget.charge(decoded.len() as u64).err();
+        let stopped = budget.charge(&mut decoded);
         out.children.push(Child {
             name: Some(super::display_name(&name)),
             data: decoded,

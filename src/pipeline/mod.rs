@@ -316,9 +316,21 @@ impl<'e> Inspector<'e> {
             state.objects[id].outcome = Outcome::Allowed;
             return None;
         }
-        // YARA first so that, on a tie, the rule (the more specific
-        // explanation) is the deciding finding rather than the hash.
-        self.scan(state, id, data);
+        // A message's encoded bodies are scanned decoded, as its parts. YARA
+        // sees the message itself with them cut out (headers, MIME
+        // structure, plain bodies) rather than every attachment twice, once
+        // as base64 text that no byte signature can match anyway.
+        let early = (true_type == FileType::Mail
+            && state.objects[id].outcome == Outcome::Scanned
+            && depth < engine.config.limits.max_depth)
+            .then(|| extract::extract(&true_type, data, name.as_deref(), &mut state.budget));
+        let view = match &early {
+            Some(Ok(out)) => out.scan_view.as_deref().unwrap_or(data),
+            _ => data,
+        };
+        // YARA before the hash-list finding so that, on a tie, the rule (the
+        // more specific explanation) is the deciding finding.
+        self.scan(state, id, view);
         if let Some(hit) = hit {
             let description = hit
                 .description
@@ -364,7 +376,10 @@ impl<'e> Inspector<'e> {
             state.limit(id, LimitKind::Depth);
             return None;
         }
-        match extract::extract(&true_type, data, name.as_deref(), &mut state.budget) {
+        let extracted = early.unwrap_or_else(|| {
+            extract::extract(&true_type, data, name.as_deref(), &mut state.budget)
+        });
+        match extracted {
             Ok(out) => {
                 for kind in out.findings {
                     state.builtin(id, kind);
