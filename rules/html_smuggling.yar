@@ -15,10 +15,10 @@ rule HTML_Smuggling_Blob
         $dec2 = "base64" ascii nocase
         $dec3 = "fromCharCode" ascii
         $blob = "new Blob(" ascii
-        $url1 = "createObjectURL" ascii
-        $url2 = "msSaveOrOpenBlob" ascii
+        $url = "createObjectURL" ascii
+        $msave = "msSaveOrOpenBlob" ascii
         $dl = ".download" ascii
     condition:
         filesize < 20MB and any of ($html*) and any of ($dec*) and $blob and
-        any of ($url*) and ($dl or $url2)
+        (($url and $dl) or $msave)
 }

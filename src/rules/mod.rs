@@ -337,6 +337,7 @@ mod tests {
     fn bundled_set_compiles() {
         let set = RuleSet::bundled().unwrap();
         assert!(set.rule_count >= 8, "{}", set.rule_count);
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
         assert_eq!(set.version.len(), 16);
     }
 
