@@ -112,6 +112,16 @@ impl Budget {
         }
     }
 
+    /// Checked by every unpacker before it reads its next entry: the
+    /// deadline, and whether the tree could still hold another object (a
+    /// container cannot have more children than the whole tree may).
+    pub fn before_entry(&self, children_so_far: usize) -> Option<LimitKind> {
+        if let Err(kind) = self.check_time() {
+            return Some(kind);
+        }
+        (children_so_far >= self.limits.max_objects).then_some(LimitKind::Objects)
+    }
+
     pub fn remaining_time(&self) -> std::time::Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }

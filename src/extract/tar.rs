@@ -12,12 +12,8 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         .map_err(|e| ExtractError::malformed("tar", e))?;
     let mut out = Extracted::default();
     for entry in entries {
-        if let Err(kind) = budget.check_time() {
+        if let Some(kind) = budget.before_entry(out.children.len()) {
             out.stopped = Some(kind);
-            break;
-        }
-        if out.children.len() >= budget.limits.max_objects {
-            out.stopped = Some(LimitKind::Objects);
             break;
         }
         let entry = match entry {

@@ -34,14 +34,8 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     }
 
     for i in 0..archive.len() {
-        if let Err(kind) = budget.check_time() {
+        if let Some(kind) = budget.before_entry(out.children.len()) {
             out.stopped = Some(kind);
-            break;
-        }
-        if out.children.len() >= budget.limits.max_objects {
-            // The whole tree may not hold more; reading on would only spend
-            // time and memory on entries that will be cut.
-            out.stopped = Some(LimitKind::Objects);
             break;
         }
         let (name, encrypted, is_dir, compressed) = match archive.by_index_raw(i) {

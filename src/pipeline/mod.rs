@@ -350,14 +350,12 @@ impl<'e> Inspector<'e> {
             return None;
         }
         if let Some(format) = extract::unsupported_format(&true_type) {
-            state.objects[id].outcome = Outcome::Unsupported {
-                format: format.into(),
-            };
-            state.builtin(
+            state.unopenable(
                 id,
-                FindingKind::Unopenable {
-                    format: format!("{format} (not unpacked by this version)"),
+                Outcome::Unsupported {
+                    format: format.into(),
                 },
+                format!("{format} (not unpacked by this version)"),
             );
             return None;
         }
@@ -394,15 +392,8 @@ impl<'e> Inspector<'e> {
                 None
             }
             Err(ExtractError::Malformed { format, message }) => {
-                state.objects[id].outcome = Outcome::Malformed {
-                    error: message.clone(),
-                };
-                state.builtin(
-                    id,
-                    FindingKind::Unopenable {
-                        format: format!("{format}: {message}"),
-                    },
-                );
+                let detail = format!("{format}: {message}");
+                state.unopenable(id, Outcome::Malformed { error: message }, detail);
                 None
             }
         }
@@ -491,6 +482,13 @@ impl State {
         let score = policy::builtin_score(&kind);
         let description = describe(&kind);
         self.push(object, kind, score, None, description);
+    }
+
+    /// A container we could not open: its outcome says how, the finding
+    /// lets policy decide (`on_unopenable`).
+    fn unopenable(&mut self, object: usize, outcome: Outcome, format: String) {
+        self.objects[object].outcome = outcome;
+        self.builtin(object, FindingKind::Unopenable { format });
     }
 
     /// Records a limit once per object and kind, and marks the object.
