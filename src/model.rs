@@ -188,7 +188,9 @@ pub struct Object {
     /// Type by content (magic bytes and our own sniffers).
     pub true_type: String,
     pub size: u64,
-    pub sha256: String,
+    /// Absent only for encrypted entries, whose content was never read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Absent for the raw message itself (see `identify::hashes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha1: Option<String>,

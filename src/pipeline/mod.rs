@@ -247,10 +247,14 @@ impl<'e> Inspector<'e> {
         } = meta;
         let engine = self.engine;
         let id = state.objects.len();
+        // Nothing of an encrypted entry was read: no hashes, no type, only
+        // its name (which the name checks still judge).
+        let encrypted = stopped == Some(Stop::Encrypted);
         // IOC feeds and hash lists name files by md5/sha1, never whole
         // messages, and the raw message is the largest object (every
         // attachment again, in base64): it only gets sha256.
-        let file_like = !(is_mail && parent.is_none());
+        let is_message_root = is_mail && parent.is_none();
+        let file_like = !is_message_root && !encrypted;
         let lists = &engine.rules.hashes;
         let legacy = engine.config.legacy_hashes;
         let hashes = identify::hashes(
@@ -261,6 +265,8 @@ impl<'e> Inspector<'e> {
         let sha256 = hex::encode(hashes.sha256);
         let true_type = if is_mail {
             FileType::Mail
+        } else if encrypted {
+            FileType::Unknown
         } else {
             identify::detect(data)
         };
@@ -273,7 +279,7 @@ impl<'e> Inspector<'e> {
             declared_type: declared_type.clone(),
             true_type: true_type.label().to_string(),
             size: data.len() as u64,
-            sha256: sha256.clone(),
+            sha256: (!encrypted).then(|| sha256.clone()),
             sha1: hashes.sha1.clone(),
             md5: hashes.md5.clone(),
             outcome: Outcome::Scanned,
