@@ -68,7 +68,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let progress = (!args.no_progress && many && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} scanned, {per_sec} {msg}")
+            indicatif::ProgressStyle::with_template("{spinner} {pos} scanned in {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
         bar
