@@ -302,6 +302,12 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_the_defaults() {
+        let text = include_str!("../deploy/portcullis.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::defaults());
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let err = Config::from_toml("[limits]\nmax_dept = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_dept"), "{err}");
@@ -318,5 +324,8 @@ mod tests {
             .unwrap();
         assert_eq!(c.policy.on_encrypted, Action::Reject);
         assert_eq!(c.limits.max_depth, 3);
+        assert!(c.legacy_hashes);
+        let c = Config::from_toml("[identify]\nlegacy_hashes = false").unwrap();
+        assert!(!c.legacy_hashes);
     }
 }

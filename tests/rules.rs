@@ -194,3 +194,118 @@ fn a_message_is_scanned_with_its_encoded_bodies_cut_out() {
     assert_eq!(on("Decoded").len(), 1);
     assert_ne!(on("Decoded")[0], 0);
 }
+
+fn engine_with(files: &[(&str, String)], config: portcullis::Config) -> portcullis::Engine {
+    let sources = files
+        .iter()
+        .map(|(origin, text)| portcullis::rules::Source {
+            origin: (*origin).into(),
+            text: text.clone(),
+        })
+        .collect();
+    portcullis::Engine::new(config, RuleSet::from_sources(sources, "test").unwrap())
+}
+
+#[test]
+fn allow_listed_objects_are_not_scanned_or_unpacked() {
+    let inner = zip(&[("eicar.com", &eicar())]);
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&inner))
+    };
+    let engine = engine_with(
+        &[
+            ("e.yar", include_str!("../rules/eicar.yar").to_string()),
+            (
+                "hashes/allow/vendor.txt",
+                format!("{sha256}  vendor test bundle\n"),
+            ),
+        ],
+        portcullis::Config::defaults(),
+    );
+    let msg = message(
+        "m",
+        "b",
+        &[attachment("application/zip", "bundle.zip", &inner)],
+    );
+    let report = engine.inspect(&Submission::mail(msg)).unwrap();
+    let bundle = report
+        .objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some("bundle.zip"))
+        .unwrap();
+    assert_eq!(bundle.outcome, portcullis::Outcome::Allowed);
+    assert!(
+        report
+            .objects
+            .iter()
+            .all(|o| o.name.as_deref() != Some("eicar.com")),
+        "not unpacked"
+    );
+    assert_eq!(
+        report.verdict.action,
+        portcullis::Action::Accept,
+        "{}",
+        report.verdict.summary
+    );
+}
+
+#[test]
+fn monitor_rules_report_but_never_enforce() {
+    let rule = r#"rule Noisy_New_Rule { meta: mode = "monitor" action = "reject" score = 100 strings: $a = "quarterly" condition: $a }"#;
+    let engine = engine_with(
+        &[("new.yar", rule.to_string())],
+        portcullis::Config::defaults(),
+    );
+    let report = engine
+        .inspect(&Submission::mail(message(
+            "q",
+            "the quarterly numbers",
+            &[],
+        )))
+        .unwrap();
+    let hit = report
+        .findings
+        .iter()
+        .find(|f| f.kind.name() == "Noisy_New_Rule")
+        .unwrap();
+    assert!(hit.monitor);
+    assert_eq!(
+        (report.verdict.action, report.verdict.score),
+        (portcullis::Action::Accept, 0)
+    );
+}
+
+#[test]
+fn legacy_hashes_off_leaves_md5_and_sha1_out_unless_a_list_needs_them() {
+    let config = portcullis::Config {
+        legacy_hashes: false,
+        ..portcullis::Config::defaults()
+    };
+    let msg = message(
+        "m",
+        "b",
+        &[attachment("application/pdf", "a.pdf", &clean_pdf())],
+    );
+    let rule = ("r.yar", "rule R { condition: false }".to_string());
+    let report = engine_with(std::slice::from_ref(&rule), config.clone())
+        .inspect(&Submission::mail(msg.clone()))
+        .unwrap();
+    assert!(
+        report
+            .objects
+            .iter()
+            .all(|o| o.md5.is_none() && o.sha1.is_none() && o.sha256.is_some())
+    );
+
+    let md5_list = ("hashes/block/feed.txt", format!("{}\n", "0".repeat(32)));
+    let report = engine_with(&[rule, md5_list], config)
+        .inspect(&Submission::mail(msg))
+        .unwrap();
+    let pdf = report
+        .objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some("a.pdf"))
+        .unwrap();
+    assert!(pdf.md5.is_some() && pdf.sha1.is_none(), "{pdf:?}");
+}
