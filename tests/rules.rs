@@ -229,11 +229,7 @@ fn allow_listed_objects_are_not_scanned_or_unpacked() {
         &[attachment("application/zip", "bundle.zip", &inner)],
     );
     let report = engine.inspect(&Submission::mail(msg)).unwrap();
-    let bundle = report
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("bundle.zip"))
-        .unwrap();
+    let bundle = crate::util::object(&report, "bundle.zip");
     assert_eq!(bundle.outcome, portcullis::Outcome::Allowed);
     assert!(
         report
@@ -302,10 +298,6 @@ fn legacy_hashes_off_leaves_md5_and_sha1_out_unless_a_list_needs_them() {
     let report = engine_with(&[rule, md5_list], config)
         .inspect(&Submission::mail(msg))
         .unwrap();
-    let pdf = report
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("a.pdf"))
-        .unwrap();
+    let pdf = crate::util::object(&report, "a.pdf");
     assert!(pdf.md5.is_some() && pdf.sha1.is_none(), "{pdf:?}");
 }

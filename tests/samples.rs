@@ -93,11 +93,7 @@ fn encrypted_entries_are_listed_by_name() {
     let report = engine()
         .inspect(&submission(sample("encrypted_zip.eml")))
         .unwrap();
-    let entry = report
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("invoice.exe"))
-        .unwrap();
+    let entry = crate::util::object(&report, "invoice.exe");
     assert_eq!(entry.outcome, Outcome::Encrypted);
     assert_eq!(
         (entry.size, entry.sha256.as_deref(), entry.md5.as_deref()),
@@ -121,11 +117,7 @@ fn text_parts_are_scanned_as_sent_not_as_decoded_text() {
         }],
     );
     let report = engine().inspect(&Submission::mail(msg)).unwrap();
-    let part = report
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("menu.txt"))
-        .unwrap();
+    let part = crate::util::object(&report, "menu.txt");
     assert_eq!(part.size, body.len() as u64);
     let expected = {
         use sha2::Digest;
@@ -139,11 +131,7 @@ fn limits_are_typed_outcomes() {
     let report = engine()
         .inspect(&submission(sample("bomb_ratio.zip")))
         .unwrap();
-    let zeros = report
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("zeros.bin"))
-        .unwrap();
+    let zeros = crate::util::object(&report, "zeros.bin");
     assert_eq!(
         zeros.outcome,
         Outcome::Limit {

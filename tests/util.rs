@@ -21,3 +21,12 @@ pub fn samples() -> &'static [portcullis::samples::Sample] {
 pub fn finding_names(report: &portcullis::Report) -> Vec<String> {
     report.findings.iter().map(|f| f.kind.name()).collect()
 }
+
+/// The object with this name, or a panic listing what the report has.
+pub fn object<'r>(report: &'r portcullis::Report, name: &str) -> &'r portcullis::Object {
+    report
+        .objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no object named {name}: {:?}", report.objects))
+}
