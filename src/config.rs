@@ -5,7 +5,10 @@
 
 use crate::model::Action;
 use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,10 @@ pub struct PolicyConfig {
     pub on_encrypted: Action,
     /// A container that could not be opened.
     pub on_unopenable: Action,
+    /// A message larger than `server.max_body_bytes`: it was never read, so
+    /// it cannot be quarantined or discarded; accept, tag, tempfail or
+    /// reject (552 5.3.4).
+    pub on_oversize: Action,
     /// Subject prefix for tagged mail; empty for headers only.
     pub subject_tag: String,
     /// SMTP text for rejections. `{reason}` is replaced by the deciding
@@ -83,10 +90,205 @@ impl Default for PolicyConfig {
             on_limit: Action::Quarantine,
             on_encrypted: Action::Quarantine,
             on_unopenable: Action::Quarantine,
+            on_oversize: Action::Reject,
             subject_tag: "[SUSPICIOUS]".into(),
             reject_text: "Message rejected by content policy ({reason})".into(),
         }
     }
+}
+
+/// The `serve` process: where it listens and how much it takes on.
+/// Not reloadable: a SIGHUP that changes these is logged and ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Every address serves every HTTP door. The default adds 11334 to
+    /// rspamd's 11333 because rspamc, given no `-h`, connects to localhost
+    /// port 11334 (rspamd's controller, which also scans).
+    pub listen: Vec<SocketAddr>,
+    /// Quarantine spool and other state.
+    pub data_dir: PathBuf,
+    /// Inspection threads; the CPU count when the config says 0.
+    pub workers: usize,
+    /// Messages admitted and waiting for a worker. Past this the doors
+    /// answer tempfail at once instead of queueing without bound.
+    pub queue: usize,
+    /// Largest request body a door reads. Bigger bodies get the door's
+    /// "too large" answer before they are read.
+    pub max_body_bytes: u64,
+    /// Request bodies held in memory at once, all doors together. A request
+    /// that would go past it is answered tempfail before its body is read.
+    pub max_inflight_bytes: u64,
+    pub max_connections: usize,
+    /// A client must send its request head within this...
+    pub header_timeout: Duration,
+    /// ...and its whole body within this (slow senders hold memory).
+    pub body_timeout: Duration,
+    /// How long SIGTERM waits for messages in flight before exiting.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 11333)),
+                SocketAddr::from(([127, 0, 0, 1], 11334)),
+            ],
+            data_dir: PathBuf::from("var"),
+            workers: 0,
+            queue: 64,
+            max_body_bytes: 64 << 20,
+            max_inflight_bytes: 1 << 30,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `workers`, with 0 resolved to the number of CPUs.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+/// Who may call what. Hook doors (the MTA's) are open to `hook_networks`
+/// or to a caller presenting the hook token; management endpoints need a
+/// bearer token with a role.
+#[derive(Clone, PartialEq, Default)]
+pub struct AuthConfig {
+    pub hook_networks: Vec<Cidr>,
+    /// sha256 of the hook token; the token itself never sits in the config.
+    pub hook_token_sha256: Option<[u8; 32]>,
+    pub tokens: Vec<ApiToken>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("hook_networks", &self.hook_networks)
+            .field("hook_token", &self.hook_token_sha256.map(|_| "<sha256>"))
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+/// Roles, weakest first: each can do what the ones before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read only.
+    Auditor,
+    /// Read, download, scan files.
+    Analyst,
+    /// Release and delete.
+    Operator,
+    /// Everything, including reloads.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+            Role::Analyst => "analyst",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Auditor, Role::Analyst, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// An IP network in CIDR notation; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix must be 0 to {max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// How each door signals a quarantine to the MTA. The message is already in
+/// our spool when this is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuarantineSignal {
+    /// Tell the MTA to accept and drop it: we hold the only copy.
+    #[default]
+    Discard,
+    /// Tell the MTA to put it in its own hold queue as well (milter
+    /// SMFIR_QUARANTINE through the rspamd proxy).
+    Hold,
 }
 
 /// The validated configuration.
@@ -94,6 +296,9 @@ impl Default for PolicyConfig {
 pub struct Config {
     pub limits: Limits,
     pub policy: PolicyConfig,
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub quarantine_signal: QuarantineSignal,
     /// Rules directory; `None` means the rule set compiled into the binary.
     pub rules_dir: Option<PathBuf>,
     /// YARA timeout per object (yara-x counts in whole seconds).
@@ -104,11 +309,29 @@ pub struct Config {
     pub legacy_hashes: bool,
 }
 
+/// The hook networks when the config names none: this host only.
+pub fn default_hook_networks() -> Vec<Cidr> {
+    vec![
+        Cidr {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        },
+        Cidr {
+            addr: IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+            prefix: 128,
+        },
+    ]
+}
+
 impl Config {
     pub fn defaults() -> Self {
         Config {
             scan_timeout: Duration::from_secs(5),
             legacy_hashes: true,
+            auth: AuthConfig {
+                hook_networks: default_hook_networks(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -147,6 +370,50 @@ struct RawConfig {
     rules: RawRules,
     #[serde(default)]
     identify: RawIdentify,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    doors: RawDoors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    workers: Option<usize>,
+    queue: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_inflight_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    hook_networks: Option<Vec<String>>,
+    hook_token_sha256: Option<String>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    role: String,
+    sha256: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoors {
+    quarantine_signal: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +443,7 @@ struct RawPolicy {
     on_limit: Option<String>,
     on_encrypted: Option<String>,
     on_unopenable: Option<String>,
+    on_oversize: Option<String>,
     subject_tag: Option<String>,
     reject_text: Option<String>,
 }
@@ -254,6 +522,7 @@ impl RawConfig {
             on_limit: action("on_limit", p.on_limit, d.policy.on_limit)?,
             on_encrypted: action("on_encrypted", p.on_encrypted, d.policy.on_encrypted)?,
             on_unopenable: action("on_unopenable", p.on_unopenable, d.policy.on_unopenable)?,
+            on_oversize: action("on_oversize", p.on_oversize, d.policy.on_oversize)?,
             subject_tag: p.subject_tag.unwrap_or(d.policy.subject_tag),
             reject_text: p.reject_text.unwrap_or(d.policy.reject_text),
         };
@@ -264,6 +533,11 @@ impl RawConfig {
             return Err(ConfigError::Invalid(
                 "policy scores must satisfy 0 < tag_score <= quarantine_score <= reject_score"
                     .into(),
+            ));
+        }
+        if matches!(policy.on_oversize, Action::Quarantine | Action::Discard) {
+            return Err(ConfigError::Invalid(
+                "policy.on_oversize must be accept, tag, tempfail or reject: an oversize message is never read, so it cannot be quarantined or discarded".into(),
             ));
         }
         if policy.reject_text.contains(['\r', '\n']) || policy.subject_tag.contains(['\r', '\n']) {
@@ -282,14 +556,147 @@ impl RawConfig {
                 "rules.scan_timeout_ms must be at least 1000 (yara-x counts whole seconds)".into(),
             ));
         }
+        let server = validate_server(self.server, d.server)?;
+        let auth = validate_auth(self.auth, d.auth)?;
+        let quarantine_signal = match self.doors.quarantine_signal.as_deref() {
+            None => d.quarantine_signal,
+            Some("discard") => QuarantineSignal::Discard,
+            Some("hold") => QuarantineSignal::Hold,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "doors.quarantine_signal = {other:?}: expected \"discard\" or \"hold\""
+                )));
+            }
+        };
         Ok(Config {
             limits,
             policy,
+            server,
+            auth,
+            quarantine_signal,
             rules_dir: self.rules.dir,
             scan_timeout,
             legacy_hashes: self.identify.legacy_hashes.unwrap_or(d.legacy_hashes),
         })
     }
+}
+
+fn validate_server(s: RawServer, d: ServerConfig) -> Result<ServerConfig, ConfigError> {
+    let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+    let listen = match s.listen {
+        None => d.listen,
+        Some(list) => list
+            .iter()
+            .map(|text| parse_listen(text))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if listen.is_empty() {
+        return Err(ConfigError::Invalid(
+            "server.listen needs at least one address".into(),
+        ));
+    }
+    let server = ServerConfig {
+        listen,
+        data_dir: s.data_dir.unwrap_or(d.data_dir),
+        workers: s.workers.unwrap_or(d.workers),
+        queue: s.queue.unwrap_or(d.queue),
+        max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_inflight_bytes: s.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
+        max_connections: s.max_connections.unwrap_or(d.max_connections),
+        header_timeout: ms(s.header_timeout_ms, d.header_timeout),
+        body_timeout: ms(s.body_timeout_ms, d.body_timeout),
+        drain_timeout: ms(s.drain_timeout_ms, d.drain_timeout),
+    };
+    if server.workers > 1024 {
+        return Err(ConfigError::Invalid(
+            "server.workers must be at most 1024 (0 = one per CPU)".into(),
+        ));
+    }
+    if server.max_body_bytes == 0 || server.max_body_bytes > server.max_inflight_bytes {
+        return Err(ConfigError::Invalid(
+            "server.max_body_bytes must be at least 1 and at most server.max_inflight_bytes".into(),
+        ));
+    }
+    // Semaphore permits are counted in u32 KiB units.
+    if server.max_inflight_bytes > (u64::from(u32::MAX) << 10) {
+        return Err(ConfigError::Invalid(
+            "server.max_inflight_bytes must be below 4 TiB".into(),
+        ));
+    }
+    if server.max_connections == 0 {
+        return Err(ConfigError::Invalid(
+            "server.max_connections must be at least 1".into(),
+        ));
+    }
+    if server.header_timeout < Duration::from_millis(100)
+        || server.body_timeout < Duration::from_millis(100)
+    {
+        return Err(ConfigError::Invalid(
+            "server.header_timeout_ms and server.body_timeout_ms must be at least 100".into(),
+        ));
+    }
+    Ok(server)
+}
+
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "listen address {text:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:11333 or [::1]:11333"
+        ))
+    })
+}
+
+fn sha256_hex(field: &str, text: &str) -> Result<[u8; 32], ConfigError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out).map_err(|_| {
+        ConfigError::Invalid(format!(
+            "{field}: expected the 64 hex digits of a sha256 (portcullis token new prints one)"
+        ))
+    })?;
+    Ok(out)
+}
+
+fn validate_auth(a: RawAuth, d: AuthConfig) -> Result<AuthConfig, ConfigError> {
+    let hook_networks = match a.hook_networks {
+        None => d.hook_networks,
+        Some(list) => list
+            .iter()
+            .map(|n| {
+                n.parse::<Cidr>()
+                    .map_err(|e| ConfigError::Invalid(format!("auth.hook_networks: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let hook_token_sha256 = a
+        .hook_token_sha256
+        .map(|h| sha256_hex("auth.hook_token_sha256", &h))
+        .transpose()?;
+    let mut tokens = Vec::new();
+    for t in a.tokens {
+        let role = Role::parse(&t.role).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "auth.tokens {:?}: role {:?} is not one of admin, operator, analyst, auditor",
+                t.name, t.role
+            ))
+        })?;
+        let sha256 = sha256_hex(&format!("auth.tokens {:?}: sha256", t.name), &t.sha256)?;
+        if tokens.iter().any(|x: &ApiToken| x.sha256 == sha256) {
+            return Err(ConfigError::Invalid(format!(
+                "auth.tokens {:?}: the same token is listed twice",
+                t.name
+            )));
+        }
+        tokens.push(ApiToken {
+            name: t.name,
+            role,
+            sha256,
+        });
+    }
+    Ok(AuthConfig {
+        hook_networks,
+        hook_token_sha256,
+        tokens,
+    })
 }
 
 #[cfg(test)]
@@ -327,5 +734,41 @@ mod tests {
         assert!(c.legacy_hashes);
         let c = Config::from_toml("[identify]\nlegacy_hashes = false").unwrap();
         assert!(!c.legacy_hashes);
+        assert!(Config::from_toml("[server]\nlisten = [\"localhost\"]").is_err());
+        assert!(Config::from_toml("[server]\nlisten = []").is_err());
+        assert!(Config::from_toml("[server]\nmax_body_bytes = 0").is_err());
+        assert!(Config::from_toml("[auth]\nhook_networks = [\"10.0.0.0/33\"]").is_err());
+        assert!(Config::from_toml("[auth]\nhook_token_sha256 = \"abc\"").is_err());
+        assert!(Config::from_toml("[doors]\nquarantine_signal = \"bounce\"").is_err());
+        let err =
+            Config::from_toml("[[auth.tokens]]\nname = \"x\"\nrole = \"root\"\nsha256 = \"00\"")
+                .unwrap_err();
+        assert!(err.to_string().contains("root"), "{err}");
+    }
+
+    #[test]
+    fn networks_match_v4_v6_and_mapped_addresses() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("192.0.2.1".parse().unwrap()));
+        let six: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(six.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!six.contains("2001:db9::5".parse().unwrap()));
+        let host: Cidr = "::1".parse().unwrap();
+        assert!(host.contains("::1".parse().unwrap()));
+        let loopback = default_hook_networks();
+        assert!(
+            loopback
+                .iter()
+                .any(|n| n.contains("127.0.0.1".parse().unwrap()))
+        );
+        assert!(
+            !loopback
+                .iter()
+                .any(|n| n.contains("192.0.2.1".parse().unwrap()))
+        );
     }
 }

@@ -16,17 +16,31 @@
 //! - [`policy`]: the pure function from findings to a verdict.
 //! - [`samples`]: generators for harmless test samples (EICAR, bombs,
 //!   disguises) and the benchmark corpus. No live malware is ever stored.
-//! - [`cli`]: `portcullis scan`, `portcullis rules check`,
-//!   `portcullis samples`.
+//!
+//! The service (`portcullis serve`) wraps the pipeline:
+//!
+//! - [`pool`]: the bounded inspection pool (OS threads, one inspector
+//!   each); refuses at once when full.
+//! - [`http`]: listener, router, auth, bounded body reading.
+//! - [`doors`]: protocol mapping only: native JSON, rspamd, MTA Hooks.
+//! - [`store`]: the durable quarantine spool.
+//! - [`publish`]: Prometheus metrics.
+//! - [`cli`]: `serve`, `scan`, `rules check`, `config check`, `token new`,
+//!   `samples`.
 
 pub mod cli;
 pub mod config;
+pub mod doors;
 pub mod extract;
+pub mod http;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
+pub mod publish;
 pub mod rules;
 pub mod samples;
+pub mod store;
 
 pub use config::Config;
 pub use model::{Action, Finding, FindingKind, Object, Outcome, Submission, Verdict};

@@ -123,7 +123,7 @@ impl fmt::Display for Action {
 }
 
 /// Which hard limit stopped the unpacking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     Depth,
@@ -133,6 +133,8 @@ pub enum LimitKind {
     Ratio,
     Time,
     ScanTimeout,
+    /// The submission itself was larger than a door accepts; never read.
+    MessageBytes,
 }
 
 impl LimitKind {
@@ -145,6 +147,7 @@ impl LimitKind {
             LimitKind::Ratio => "ratio",
             LimitKind::Time => "time",
             LimitKind::ScanTimeout => "scan_timeout",
+            LimitKind::MessageBytes => "message_bytes",
         }
     }
 }
@@ -344,4 +347,38 @@ pub struct Verdict {
     pub modifications: Vec<Modification>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_reply: Option<Reply>,
+}
+
+/// The way a submission came in. Metrics, logs and (later) events are
+/// labelled with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Door {
+    /// `POST /v1/check`
+    Native,
+    /// `POST /v1/scan`
+    Scan,
+    /// rspamd protocol: `/checkv2`, `/check`, `/symbols`
+    Rspamd,
+    /// `POST /mta-hooks`
+    MtaHooks,
+}
+
+impl Door {
+    pub const ALL: [Door; 4] = [Door::Native, Door::Scan, Door::Rspamd, Door::MtaHooks];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Native => "native",
+            Door::Scan => "scan",
+            Door::Rspamd => "rspamd",
+            Door::MtaHooks => "mta_hooks",
+        }
+    }
+}
+
+impl fmt::Display for Door {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -13,7 +13,7 @@
 //!    names it and its object.
 
 use crate::config::PolicyConfig;
-use crate::model::{Action, Finding, FindingKind, Modification, Reply, Verdict};
+use crate::model::{Action, Finding, FindingKind, LimitKind, Modification, Reply, Verdict};
 
 /// Scores for the findings the gateway raises itself (YARA rules carry
 /// their own in metadata). Kept here so every policy number is in one file.
@@ -41,6 +41,9 @@ pub fn requested_action(policy: &PolicyConfig, finding: &Finding) -> Option<Acti
         return None;
     }
     match &finding.kind {
+        FindingKind::Limit {
+            limit: LimitKind::MessageBytes,
+        } => Some(policy.on_oversize),
         FindingKind::Limit { .. } => Some(policy.on_limit),
         FindingKind::Encrypted => Some(policy.on_encrypted),
         FindingKind::Unopenable { .. } => Some(policy.on_unopenable),
@@ -172,7 +175,6 @@ pub fn decide(policy: &PolicyConfig, findings: &[Finding]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LimitKind;
 
     fn finding(kind: FindingKind, score: i32, action: Option<Action>, monitor: bool) -> Finding {
         Finding {

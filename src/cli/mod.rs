@@ -3,6 +3,7 @@
 //! up printed once.
 
 mod scan;
+pub mod serve;
 
 use crate::config::Config;
 use crate::rules::RuleSet;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: HTTP doors (native, rspamd, MTA Hooks), metrics.
+    Serve(serve::ServeArgs),
     /// Inspect messages and files and print a verdict for each.
     Scan(scan::ScanArgs),
     /// Work with rule sets.
@@ -41,6 +44,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// API and hook tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Write the harmless test samples (EICAR, bombs, disguises) to a folder.
     Samples {
@@ -57,6 +65,12 @@ enum RulesCommand {
         /// Rules directory; the bundled set when omitted.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a random token; prints it once, and the sha256 the config keeps.
+    New,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +106,23 @@ fn init_tracing(json: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token {
+            command: TokenCommand::New,
+        } => {
+            let token = new_token().context("reading /dev/urandom")?;
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+            println!("token:  {token}");
+            println!("sha256: {sha}");
+            println!();
+            println!("Give the token to the client; put only the sha256 in the config:");
+            println!("  [auth]\n  hook_token_sha256 = \"{sha}\"");
+            println!("or");
+            println!(
+                "  [[auth.tokens]]\n  name = \"ops\"\n  role = \"admin\"\n  sha256 = \"{sha}\""
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scan(args) => scan::run(args),
         Command::Rules {
             command: RulesCommand::Check { dir },
@@ -140,6 +171,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// 32 random bytes from the OS, as URL-safe base64.
+fn new_token() -> std::io::Result<String> {
+    use base64::Engine as _;
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Loads the config (or defaults) and the rule set a command runs with.

@@ -1,0 +1,184 @@
+//! `portcullis serve`: start-up, signals and reload. The service itself is
+//! in [`crate::http`] and [`crate::doors`].
+
+use crate::Engine;
+use crate::config::{Config, parse_listen};
+use crate::http::{Gateway, ReloadSource};
+use crate::pool::Pool;
+use crate::publish::Metrics;
+use crate::rules::RuleSet;
+use crate::store::Spool;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config; built-in defaults when omitted.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (repeatable); replaces `server.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// State directory (quarantine spool); replaces `server.data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Rules directory; replaces `rules.dir` (default: the bundled rules).
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+}
+
+/// Reads the config and rules named by `source`, with the command-line
+/// overrides applied.
+fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
+    let mut config = match &source.config {
+        Some(path) => Config::load(path)?,
+        None => Config::defaults(),
+    };
+    if let Some(listen) = &source.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(dir) = &source.data_dir {
+        config.server.data_dir = dir.clone();
+    }
+    if let Some(dir) = &source.rules {
+        config.rules_dir = Some(dir.clone());
+    }
+    let rules = match &config.rules_dir {
+        Some(dir) => RuleSet::load_dir(dir)?,
+        None => RuleSet::bundled()?,
+    };
+    Ok((config, rules))
+}
+
+/// Re-reads config and rules and swaps them in. Compiles first: on any
+/// error the running set stays and the error is returned. Blocking.
+pub fn reload(gw: &Gateway) -> anyhow::Result<String> {
+    let result = load(&gw.reload_from);
+    gw.metrics.reload(result.is_ok());
+    let (config, rules) = result?;
+    if config.server != gw.server {
+        tracing::warn!("[server] settings changed: they take effect on restart, not on reload");
+    }
+    let version = rules.version.clone();
+    let count = rules.rule_count;
+    gw.live.store(Arc::new(config.clone()));
+    gw.pool.swap_engine(Engine::new(config, rules));
+    tracing::info!(rules_version = %version, rules = count, "reloaded config and rules");
+    Ok(version)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let listen = if args.listen.is_empty() {
+        None
+    } else {
+        Some(
+            args.listen
+                .iter()
+                .map(|l| parse_listen(l))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let source = ReloadSource {
+        config: args.config,
+        rules: args.rules,
+        listen,
+        data_dir: args.data_dir,
+    };
+    let (config, rules) = load(&source)?;
+    let server = config.server.clone();
+    let spool = Spool::open(&server.data_dir)
+        .with_context(|| format!("opening the data directory {}", server.data_dir.display()))?;
+    let workers = server.worker_count();
+    tracing::info!(
+        rules_version = %rules.version,
+        rules = rules.rule_count,
+        origin = %rules.origin,
+        workers,
+        queue = server.queue,
+        "starting"
+    );
+    let engine = Arc::new(ArcSwap::from_pointee(Engine::new(config.clone(), rules)));
+    let pool = Pool::start(engine, workers, server.queue);
+    let inflight_kib = u32::try_from(server.max_inflight_bytes >> 10).unwrap_or(u32::MAX);
+    let gateway = Arc::new(Gateway {
+        server: server.clone(),
+        pool,
+        metrics: Metrics::default(),
+        spool,
+        live: ArcSwap::from_pointee(config),
+        inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
+        inflight_kib,
+        started: Instant::now(),
+        reload_from: source,
+    });
+
+    // Network I/O only: inspection runs on the pool's own threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(Arc::clone(&gateway)));
+    // Workers finish what was admitted, then stop.
+    gateway.pool.shutdown();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &gw.server.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (set server.listen or --listen)"))?;
+        let bound = l.local_addr().unwrap_or(*addr);
+        // Tests and scripts wait for this line to know the port.
+        tracing::warn!(target: "portcullis::listen", address = %bound, "listening");
+        eprintln!("portcullis: listening on http://{bound}");
+        listeners.push(l);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(Semaphore::new(gw.server.max_connections));
+    let router = crate::http::router(Arc::clone(&gw));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        let router = router.clone();
+        let server = gw.server.clone();
+        let connections = Arc::clone(&connections);
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { crate::http::serve(l, router, &server, connections, stop).await });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                let gw = Arc::clone(&gw);
+                let outcome = tokio::task::spawn_blocking(move || reload(&gw)).await;
+                match outcome {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and rules stay active"),
+                    Err(e) => tracing::error!(error = %e, "reload task failed"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections, draining messages in flight");
+    eprintln!("portcullis: shutting down, draining");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("drained");
+    eprintln!("portcullis: stopped");
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The doors: each turns what a client sent into a [`Submission`] and the
+//! [`Report`] back into its own protocol. Everything between is shared and
+//! lives here: admission to the pool, the quarantine write, metrics, the
+//! per-message log line. A door decides nothing about mail.
+//!
+//! The rule every door follows: when we cannot give a verdict (overload,
+//! internal error, a spool that will not write), the answer is the
+//! protocol's tempfail, so the MTA keeps the message and retries.
+
+pub mod mta_hooks;
+pub mod native;
+pub mod rspamd;
+
+use crate::config::Config;
+use crate::http::Gateway;
+use crate::http::body::BodyError;
+use crate::model::{Action, Door, Envelope, Finding, FindingKind, LimitKind, Reply, Submission};
+use crate::pipeline::{REPORT_SCHEMA, Report};
+use crate::pool::PoolError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Why a door could not answer with a verdict.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DoorError {
+    #[error("busy: the inspection pool or the in-flight memory budget is full")]
+    Overloaded,
+    #[error("the message waited too long for a worker")]
+    Expired,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("internal error while inspecting")]
+    Internal,
+    #[error("could not store the quarantined message")]
+    Store,
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl DoorError {
+    /// The metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DoorError::Overloaded => "overloaded",
+            DoorError::Expired => "expired",
+            DoorError::ShuttingDown => "shutting_down",
+            DoorError::Internal => "internal",
+            DoorError::Store => "store",
+            DoorError::BodyTimeout => "body_timeout",
+            DoorError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// The client's fault (4xx) rather than ours or the load's (5xx).
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, DoorError::BadRequest(_) | DoorError::BodyTimeout)
+    }
+
+    /// What the MTA is told: always a temporary failure, so it retries.
+    pub fn reply(&self) -> Reply {
+        let text = match self {
+            DoorError::Overloaded | DoorError::Expired => "Content filter busy, try again later",
+            DoorError::ShuttingDown => "Content filter restarting, try again later",
+            _ => "Message could not be inspected, try again later",
+        };
+        Reply {
+            code: 451,
+            enhanced: "4.7.1".into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A verdict ready to be mapped to a protocol.
+pub struct Checked {
+    pub report: Report,
+    /// Set when the action is quarantine: the message is on disk.
+    pub quarantine_id: Option<String>,
+}
+
+/// What a body read ends in, for doors that go on to inspect.
+pub enum Intake {
+    Body(crate::http::body::Received),
+    /// Larger than `server.max_body_bytes`: answered by policy, unread.
+    Oversize,
+}
+
+/// Reads a request body, mapping the body errors every door shares.
+pub async fn read_body(
+    gw: &Gateway,
+    door: Door,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Intake, DoorError> {
+    match crate::http::body::read(gw, headers, body).await {
+        Ok(b) => Ok(Intake::Body(b)),
+        Err(BodyError::TooLarge { .. }) => Ok(Intake::Oversize),
+        Err(e) => {
+            let err = match e {
+                BodyError::Busy => DoorError::Overloaded,
+                BodyError::Timeout(_) => DoorError::BodyTimeout,
+                BodyError::Read(m) | BodyError::Encoding(m) => DoorError::BadRequest(m),
+                BodyError::TooLarge { .. } => unreachable!("handled above"),
+            };
+            gw.metrics.refused(door, err.reason());
+            Err(err)
+        }
+    }
+}
+
+/// Inspects a submission on the pool, quarantines it durably if that is the
+/// verdict, and records it. The returned verdict is final.
+pub async fn inspect(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<Checked, DoorError> {
+    let start = Instant::now();
+    let message_id = header_value(&sub.raw, "message-id").unwrap_or_default();
+    let span = tracing::info_span!(
+        "message",
+        %door,
+        queue_id = sub.envelope.queue_id.as_deref().unwrap_or(""),
+        message_id = %message_id,
+        size = sub.raw.len(),
+    );
+    async move {
+        let result = run(gw, door, sub).await;
+        match &result {
+            Ok(c) => {
+                let v = &c.report.verdict;
+                gw.metrics
+                    .message(door, v.action, start.elapsed(), Some(&c.report));
+                tracing::info!(
+                    action = %v.action,
+                    score = v.score,
+                    findings = c.report.findings.len(),
+                    objects = c.report.objects.len(),
+                    quarantine_id = c.quarantine_id.as_deref().unwrap_or(""),
+                    rules = %c.report.rules_version,
+                    ms = start.elapsed().as_millis() as u64,
+                    "{}",
+                    v.summary
+                );
+            }
+            Err(e) => {
+                gw.metrics.refused(door, e.reason());
+                tracing::warn!(error = %e, "answered tempfail");
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<Checked, DoorError> {
+    let raw = Arc::clone(&sub.raw);
+    let envelope = sub.envelope.clone();
+    let report = gw.pool.inspect(sub).await.map_err(|e| match e {
+        PoolError::Overloaded => DoorError::Overloaded,
+        PoolError::Expired(_) => DoorError::Expired,
+        PoolError::ShuttingDown => DoorError::ShuttingDown,
+        PoolError::Pipeline(_) => DoorError::Internal,
+    })?;
+    let mut quarantine_id = None;
+    // Files scanned on request are reported, never held.
+    if report.verdict.action == Action::Quarantine && door != Door::Scan {
+        let gw2 = Arc::clone(gw);
+        let report2 = report.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            gw2.spool.quarantine(&raw, &envelope, door, &report2)
+        })
+        .await;
+        match stored {
+            Ok(Ok(id)) => {
+                gw.metrics.quarantined();
+                quarantine_id = Some(id);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "quarantine write failed");
+                return Err(DoorError::Store);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "quarantine task failed");
+                return Err(DoorError::Store);
+            }
+        }
+    }
+    Ok(Checked {
+        report,
+        quarantine_id,
+    })
+}
+
+/// The verdict for a message too large to read: `policy.on_oversize`,
+/// decided and recorded like any other, with no objects.
+pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
+    let start = Instant::now();
+    let limit = gw.server.max_body_bytes;
+    let finding = Finding {
+        kind: FindingKind::Limit {
+            limit: LimitKind::MessageBytes,
+        },
+        object: 0,
+        path: "message".into(),
+        score: 0,
+        action: Some(config.policy.on_oversize),
+        monitor: false,
+        severity: None,
+        description: format!(
+            "message larger than server.max_body_bytes ({limit} bytes), not inspected"
+        ),
+        reference: None,
+    };
+    let mut verdict = crate::policy::decide(&config.policy, std::slice::from_ref(&finding));
+    if verdict.action == Action::Reject {
+        verdict.smtp_reply = Some(Reply {
+            code: 552,
+            enhanced: "5.3.4".into(),
+            text: "Message too big for content inspection".into(),
+        });
+    }
+    let report = Report {
+        schema: REPORT_SCHEMA,
+        verdict,
+        findings: vec![finding],
+        objects: Vec::new(),
+        rules_version: gw.pool.engine().rules.version.clone(),
+        unpacked_bytes: 0,
+        duration_ms: 0.0,
+    };
+    gw.metrics
+        .message(door, report.verdict.action, start.elapsed(), Some(&report));
+    tracing::info!(%door, action = %report.verdict.action, "oversize message answered by policy");
+    Checked {
+        report,
+        quarantine_id: None,
+    }
+}
+
+/// The first value of a header in the message's header block, unfolded.
+/// Only for labels (Message-ID in logs, Subject for rspamd's rewrite): the
+/// pipeline parses MIME properly.
+pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let end = memchr::memmem::find(raw, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(raw, b"\n\n"))
+        .unwrap_or(raw.len().min(64 << 10));
+    let head = &raw[..end];
+    let mut lines = head.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim()
+            .to_string();
+        while let Some(next) = lines.peek() {
+            if !next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                break;
+            }
+            let cont = next.strip_suffix(b"\r").unwrap_or(next);
+            value.push(' ');
+            value.push_str(String::from_utf8_lossy(cont).trim());
+            lines.next();
+        }
+        return Some(value);
+    }
+    None
+}
+
+/// An address as MTAs send it (`<a@b>`, `a@b`, ` <> `) without brackets.
+pub fn bare_address(s: &str) -> String {
+    let s = s.trim();
+    let s = s.strip_prefix('<').unwrap_or(s);
+    let s = s.strip_suffix('>').unwrap_or(s);
+    s.trim().to_string()
+}
+
+/// A client address as rspamd clients send it: `1.2.3.4`, `1.2.3.4:port`,
+/// `::1`, `[::1]:port`. Kept as text when it is none of these (a unix
+/// socket path), since it is only reported.
+pub fn client_ip(s: &str) -> String {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return addr.ip().to_string();
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
+    s.trim_start_matches('[').trim_end_matches(']').to_string()
+}
+
+/// A door's envelope with empty strings dropped.
+pub fn envelope(
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    client_ip: Option<String>,
+    helo: Option<String>,
+    queue_id: Option<String>,
+) -> Envelope {
+    let keep = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    Envelope {
+        // An empty MAIL FROM is the null sender, which is meaningful.
+        mail_from: mail_from.map(|s| bare_address(&s)),
+        rcpt_to: rcpt_to
+            .iter()
+            .map(|r| bare_address(r))
+            .filter(|r| !r.is_empty())
+            .collect(),
+        client_ip: keep(client_ip).map(|s| self::client_ip(&s)),
+        helo: keep(helo),
+        queue_id: keep(queue_id),
+    }
+}
+
+/// How long the verdict took, for protocol fields that report it.
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_unfold_and_ignore_case() {
+        let raw =
+            b"From: a@b\r\nsubject: Hello\r\n  world\r\nMessage-ID: <x@y>\r\n\r\nSubject: body";
+        assert_eq!(header_value(raw, "Subject").as_deref(), Some("Hello world"));
+        assert_eq!(header_value(raw, "message-id").as_deref(), Some("<x@y>"));
+        assert_eq!(header_value(b"A: b\n\nSubject: no", "subject"), None);
+    }
+
+    #[test]
+    fn addresses_and_ips_in_every_client_form() {
+        assert_eq!(bare_address(" <a@b.example> "), "a@b.example");
+        assert_eq!(bare_address("a@b.example"), "a@b.example");
+        assert_eq!(bare_address("<>"), "");
+        assert_eq!(client_ip("192.0.2.7:12345"), "192.0.2.7");
+        assert_eq!(client_ip("192.0.2.7"), "192.0.2.7");
+        assert_eq!(client_ip("[2001:db8::1]:25"), "2001:db8::1");
+        assert_eq!(client_ip("2001:db8::1"), "2001:db8::1");
+        let e = envelope(
+            Some("<>".into()),
+            vec!["<r@x>".into(), "".into()],
+            Some("".into()),
+            None,
+            None,
+        );
+        assert_eq!(e.mail_from.as_deref(), Some(""));
+        assert_eq!(e.rcpt_to, vec!["r@x".to_string()]);
+        assert_eq!(e.client_ip, None);
+    }
+}

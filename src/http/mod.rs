@@ -1,0 +1,250 @@
+//! The HTTP side of `serve`: the listener loop, the router, the shared
+//! [`Gateway`] the handlers reach, and the plumbing every door shares
+//! (bounded body reading, auth, error answers). Protocol mapping lives in
+//! [`crate::doors`]; this module never decides anything about mail.
+//!
+//! The accept loop is ours rather than `axum::serve` so that we can bound
+//! connections, time out slow request heads (slowloris) and drain in-flight
+//! requests on shutdown.
+
+pub mod auth;
+pub mod body;
+
+use crate::config::{Config, ServerConfig};
+use crate::doors;
+use crate::pool::Pool;
+use crate::publish::Metrics;
+use crate::publish::metrics::Gauges;
+use crate::store::Spool;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Everything a request handler may reach. Stages never see it: they get
+/// a `Submission` and an `Engine` through the pool.
+pub struct Gateway {
+    pub server: ServerConfig,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    pub spool: Spool,
+    /// Reloadable with the rules on SIGHUP.
+    pub live: ArcSwap<Config>,
+    /// Request-body memory, in KiB permits (see [`body`]).
+    pub inflight: Arc<Semaphore>,
+    pub inflight_kib: u32,
+    pub started: Instant,
+    /// Where a reload reads from: the config file and `--rules` override.
+    pub reload_from: ReloadSource,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReloadSource {
+    pub config: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+    /// Command-line overrides of server settings, re-applied so a reload
+    /// does not report them as changed.
+    pub listen: Option<Vec<SocketAddr>>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Gateway {
+    /// The current reloadable configuration.
+    pub fn live(&self) -> Arc<Config> {
+        self.live.load_full()
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        use std::sync::atomic::Ordering::Relaxed;
+        let engine = self.pool.engine();
+        let free_kib = self.inflight.available_permits() as u64;
+        Gauges {
+            pool_workers: self.pool.size,
+            pool_capacity: self.pool.capacity,
+            pool_queued: self.pool.stats.queued.load(Relaxed),
+            pool_busy: self.pool.stats.busy.load(Relaxed),
+            inflight_bytes: (u64::from(self.inflight_kib).saturating_sub(free_kib)) << 10,
+            rules_version: engine.rules.version.clone(),
+            rule_count: engine.rules.rule_count,
+            ready: self.ready().is_ok(),
+        }
+    }
+
+    /// Rules loaded and the spool writable.
+    pub fn ready(&self) -> Result<(), String> {
+        let engine = self.pool.engine();
+        if engine.rules.version.is_empty() {
+            return Err("no rule set loaded".into());
+        }
+        self.spool
+            .check_writable()
+            .map_err(|e| format!("quarantine spool not writable: {e}"))
+    }
+}
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/check", post(doors::native::check))
+        .route("/v1/scan", post(doors::native::scan))
+        .route("/mta-hooks", post(doors::mta_hooks::hook))
+        .route("/v1/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        // rspamd matches its paths without regard to case and ignores the
+        // method (its proxy sends GET with a body), so it takes whatever
+        // the routes above do not.
+        .fallback(any(doors::rspamd::dispatch))
+        .with_state(gateway)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let check = tokio::task::spawn_blocking({
+        let gw = Arc::clone(&gw);
+        move || gw.ready()
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("readiness check failed: {e}")));
+    match check {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let cfg = gw.live();
+    if let Err(e) = auth::hook_or_role(&cfg.auth, peer, &headers, crate::config::Role::Auditor) {
+        return e.into_response();
+    }
+    let gauges = tokio::task::spawn_blocking({
+        let gw = Arc::clone(&gw);
+        move || gw.gauges()
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
+        .into_response()
+}
+
+/// `POST /v1/reload`: the same as SIGHUP, for an admin token.
+async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let cfg = gw.live();
+    if let Err(e) = auth::role(&cfg.auth, &headers, crate::config::Role::Admin) {
+        return e.into_response();
+    }
+    let result = tokio::task::spawn_blocking({
+        let gw = Arc::clone(&gw);
+        move || crate::cli::serve::reload(&gw)
+    })
+    .await;
+    match result {
+        Ok(Ok(version)) => {
+            axum::Json(serde_json::json!({ "reloaded": true, "rules_version": version }))
+                .into_response()
+        }
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(serde_json::json!({ "reloaded": false, "error": format!("{e:#}") })),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// accepting and waits (up to the drain timeout) for open requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    server: &ServerConfig,
+    connections: Arc<Semaphore>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(1 << 20);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(server.drain_timeout) => {
+            tracing::warn!("drain timeout: closing connections with requests still open");
+        }
+    }
+}

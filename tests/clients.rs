@@ -1,0 +1,339 @@
+//! Real clients against `portcullis serve`: rspamc, Haraka with its rspamd
+//! plugin, and Postfix through rspamd's own proxy (milter mode). Nothing is
+//! mocked. The programs are installed by `scripts/test`; a missing one
+//! fails the test with the command that installs it, never skips it.
+
+use crate::harness::{Server, eventually, free_port, have, sample};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn require(program: &str) {
+    assert!(
+        have(program),
+        "{program} is not installed: run ./scripts/test (it installs the test peers)"
+    );
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn rspamc(server: &Server, args: &[&str], message: &[u8]) -> Output {
+    require("rspamc");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("msg.eml");
+    std::fs::write(&path, message).unwrap();
+    let out = Command::new("rspamc")
+        .arg("-h")
+        .arg(server.addr.to_string())
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("running rspamc");
+    assert!(out.status.success(), "rspamc failed: {}", text(&out));
+    out
+}
+
+#[test]
+fn rspamc_prints_our_verdicts_plain_and_zstd() {
+    let s = Server::start("");
+    let out = text(&rspamc(&s, &[], &sample("clean_plain.eml")));
+    assert!(out.contains("Action: no action"), "{out}");
+    assert!(out.contains("Spam: false"), "{out}");
+
+    for flags in [&[][..], &["-z"][..]] {
+        let out = text(&rspamc(&s, flags, &sample("eicar_zip.eml")));
+        assert!(out.contains("Action: reject"), "{flags:?}: {out}");
+        assert!(
+            out.contains("Symbol: EICAR_Test_File (100.00)[message > files.zip > eicar.com]"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "Message - smtp_message: Message rejected by content policy (EICAR_Test_File)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("error"), "{out}");
+    }
+    // Quarantine: rspamd has no such action, so rspamc sees reject and the
+    // held-for-review text; the message is in our spool.
+    let out = text(&rspamc(&s, &[], &sample("html_smuggling.eml")));
+    assert!(out.contains("Action: reject"), "{out}");
+    assert!(out.contains("Message held for review"), "{out}");
+    // The legacy protocol command.
+    let out = text(&rspamc(&s, &["symbols"], &sample("eicar_zip.eml")));
+    assert!(out.contains("Action: reject"), "{out}");
+    assert!(out.contains("EICAR_Test_File"), "{out}");
+    // --json re-emits what we sent.
+    let out = rspamc(&s, &["--json"], &sample("eicar.eml"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["portcullis"]["action"], "reject");
+    let m = s.metrics();
+    assert!(
+        m.contains("portcullis_messages_total{door=\"rspamd\",action=\"reject\"} 4"),
+        "{m}"
+    );
+}
+
+#[test]
+fn rspamc_with_a_password_when_loopback_is_not_trusted() {
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"s3cret"))
+    };
+    let s = Server::start(&format!(
+        "[auth]\nhook_networks = []\nhook_token_sha256 = \"{hash}\"\n"
+    ));
+    let out = text(&rspamc(&s, &["-P", "s3cret"], &sample("eicar_zip.eml")));
+    assert!(out.contains("Action: reject"), "{out}");
+    let out = Command::new("rspamc")
+        .args(["-h", &s.addr.to_string()])
+        .arg("-P")
+        .arg("wrong")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(&sample("clean_plain.eml"))?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(text(&out).contains("401"), "{}", text(&out));
+}
+
+/// With no flags at all rspamc connects to localhost:11334 (it tries the
+/// controller port for local hosts); the default listen covers it.
+#[test]
+fn rspamc_with_no_flags_reaches_a_gateway_started_with_no_config() {
+    require("rspamc");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(crate::harness::bin());
+    cmd.arg("serve").current_dir(dir.path());
+    let _s = Server::spawn(cmd, tempfile::tempdir().unwrap());
+    let out = Command::new("rspamc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(&sample("eicar_zip.eml"))?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("Action: reject"), "{t}");
+}
+
+// ---------------------------------------------------------------- Haraka
+
+/// Where `scripts/test` installs Haraka 3.3.4 and haraka-plugin-rspamd
+/// 1.6.1 (npm, pinned).
+fn haraka_bin() -> PathBuf {
+    let path = std::env::var_os("PORTCULLIS_HARAKA").map_or_else(
+        || PathBuf::from("/var/cache/portcullis/haraka/node_modules/.bin/haraka"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "Haraka is not installed at {}: run ./scripts/test (it installs it with npm)",
+        path.display()
+    );
+    path
+}
+
+struct Peer {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Peer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        let found = eventually(Duration::from_secs(60), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited ({status}):\n{}", self.name, self.log());
+            }
+            self.log().contains(needle).then_some(())
+        });
+        assert!(found.is_some(), "{} not ready:\n{}", self.name, self.log());
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // SIGINT lets Haraka and rspamd shut down their children too.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        if eventually(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .is_none()
+        {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn spawn_logged(name: &'static str, mut cmd: Command, log: &Path) -> Peer {
+    let file = std::fs::File::create(log).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    Peer {
+        child,
+        name,
+        log: log.to_owned(),
+    }
+}
+
+/// swaks to 127.0.0.1:port; returns its exit code and transcript.
+fn swaks(port: u16, to: &[&str], message: &[u8], dir: &Path) -> (i32, String) {
+    require("swaks");
+    let file = dir.join(format!("swaks-{}.eml", free_port()));
+    std::fs::write(&file, message).unwrap();
+    let mut cmd = Command::new("swaks");
+    cmd.args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--helo", "client.test", "--from", "alice@example.org"])
+        .args(["--timeout", "60"]);
+    for rcpt in to {
+        cmd.args(["--to", rcpt]);
+    }
+    let out = cmd
+        .arg("--data")
+        .arg(format!("@{}", file.display()))
+        .output()
+        .expect("running swaks");
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+/// The last server reply line swaks printed (`<- ` or `<** `).
+fn last_reply(transcript: &str) -> String {
+    transcript
+        .lines()
+        .filter(|l| l.starts_with("<- ") || l.starts_with("<** "))
+        .filter(|l| !l.contains("221"))
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn haraka_with_its_rspamd_plugin() {
+    let haraka = haraka_bin();
+    let s = Server::start("");
+    let lab = tempfile::tempdir().unwrap();
+    let cfg = lab.path().join("haraka");
+    let delivered = lab.path().join("delivered");
+    let ok = Command::new(&haraka).arg("-i").arg(&cfg).output().unwrap();
+    assert!(ok.status.success(), "haraka -i: {}", text(&ok));
+    std::fs::create_dir_all(cfg.join("plugins")).unwrap();
+    let port = free_port();
+    let files = [
+        (
+            "config/smtp.ini",
+            format!(
+                "[main]\nlisten=127.0.0.1:{port}\nnodes=0\ndaemonize=false\ngraceful_shutdown=false\n"
+            ),
+        ),
+        (
+            "config/plugins",
+            "rcpt_to.in_host_list\nrspamd\nqueue_to_file\n".into(),
+        ),
+        ("config/host_list", "example.test\n".into()),
+        ("config/me", "haraka.test\n".into()),
+        // Mail from 127.0.0.1 is skipped unless local/private IPs are
+        // checked; defer on error so an outage tempfails instead of passing
+        // mail unscanned.
+        (
+            "config/rspamd.ini",
+            format!(
+                "[main]\nhost = 127.0.0.1\nport = {}\npath = /checkv2\ntimeout = 30\n\n\
+                 [check]\nlocal_ip = true\nprivate_ip = true\n\n[defer]\nerror = true\ntimeout = true\n",
+                s.addr.port()
+            ),
+        ),
+        (
+            "config/queue_to_file.ini",
+            format!("[main]\ndir = {}\n", delivered.display()),
+        ),
+        (
+            "plugins/queue_to_file.js",
+            include_str!("peers/haraka/queue_to_file.js").into(),
+        ),
+    ];
+    for (name, content) in files {
+        std::fs::write(cfg.join(name), content).unwrap();
+    }
+    let mut cmd = Command::new(&haraka);
+    cmd.arg("-c").arg(&cfg);
+    let mut peer = spawn_logged("haraka", cmd, &lab.path().join("haraka.log"));
+    peer.wait_for(&format!("Listening on 127.0.0.1:{port}"));
+
+    let (code, t) = swaks(
+        port,
+        &["bob@example.test"],
+        &sample("clean_plain.eml"),
+        lab.path(),
+    );
+    assert_eq!(code, 0, "{t}\n{}", peer.log());
+    let id = last_reply(&t)
+        .split("Saved as ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no queue id in {t}"));
+    let stored = std::fs::read_to_string(delivered.join(format!("{id}.eml")))
+        .unwrap_or_else(|e| panic!("{id}.eml: {e}\n{t}"));
+    assert!(stored.contains("X-Portcullis-Action: accept"), "{stored}");
+
+    let (code, t) = swaks(
+        port,
+        &["bob@example.test"],
+        &sample("eicar_zip.eml"),
+        lab.path(),
+    );
+    assert_ne!(code, 0, "{t}");
+    let reply = last_reply(&t);
+    assert!(
+        reply.contains("550")
+            && reply.contains("Message rejected by content policy (EICAR_Test_File)"),
+        "{reply}"
+    );
+
+    // With the gateway down, Haraka defers: no mail passes unscanned.
+    drop(s);
+    let (code, t) = swaks(
+        port,
+        &["bob@example.test"],
+        &sample("clean_plain.eml"),
+        lab.path(),
+    );
+    assert_ne!(code, 0, "{t}");
+    assert!(last_reply(&t).contains(" 45"), "{t}");
+    assert_eq!(std::fs::read_dir(&delivered).unwrap().count(), 1);
+}

@@ -1,0 +1,737 @@
+//! `portcullis serve` over real sockets: the native doors, the rspamd
+//! protocol as clients really send it, MTA Hooks, limits, overload, auth,
+//! metrics, reload and shutdown. Real clients (rspamc, Postfix) are in
+//! `clients.rs`.
+
+use crate::harness::{Server, chunked, read_response, sample};
+use crate::openapi::{assert_response, assert_valid};
+use sha2::Digest;
+use std::io::{BufReader, Write};
+use std::time::Duration;
+
+fn names(reasons: &serde_json::Value) -> Vec<String> {
+    reasons
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn native_check_gives_verdicts_matching_the_openapi_document() {
+    let s = Server::start("");
+    let clean = s.post(
+        "/v1/check?from=%3Calice%40example.org%3E&rcpt=bob%40example.com&rcpt=carol%40example.com&ip=192.0.2.7&queue_id=Q1",
+        &[("Content-Type", "message/rfc822")],
+        &sample("clean_plain.eml"),
+    );
+    assert_eq!(clean.status, 200, "{}", clean.text());
+    let v = clean.json();
+    assert_response("/v1/check", "post", 200, &v);
+    assert_eq!(v["action"], "accept");
+    assert!(v["smtp_reply"].is_null());
+    let mods = v["modifications"].as_array().unwrap();
+    assert!(mods.iter().any(|m| m["op"] == "add_header"
+        && m["name"] == "X-Portcullis-Action"
+        && m["value"] == "accept"));
+    assert!(
+        mods.iter()
+            .any(|m| m["op"] == "remove_header" && m["name"] == "X-Portcullis-Action")
+    );
+    assert_eq!(v["report"]["objects"][0]["path"], "message");
+
+    let bad = s.post(
+        "/v1/check?report=0",
+        &[
+            ("X-Mail-From", "<x@example.net>"),
+            ("X-Rcpt-To", "a@example.com, b@example.com"),
+        ],
+        &sample("eicar_zip.eml"),
+    );
+    let v = bad.json();
+    assert_response("/v1/check", "post", 200, &v);
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["smtp_reply"]["code"], 554);
+    assert_eq!(v["smtp_reply"]["enhanced"], "5.7.1");
+    assert!(
+        v["smtp_reply"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("EICAR_Test_File")
+    );
+    assert!(names(&v["reasons"]).contains(&"EICAR_Test_File".to_string()));
+    assert!(v["deciding_path"].as_str().unwrap().ends_with("eicar.com"));
+    assert!(v.get("report").is_none(), "report=0 leaves the report out");
+
+    // The verdict is the same one the CLI gives for these bytes.
+    let cli = crate::util::engine()
+        .inspect(&portcullis::Submission::mail(sample("eicar_zip.eml")))
+        .unwrap();
+    assert_eq!(v["score"], cli.verdict.score);
+}
+
+#[test]
+fn quarantine_is_on_disk_before_the_answer() {
+    let s = Server::start("");
+    let raw = sample("html_smuggling.eml");
+    let r = s.post("/v1/check?rcpt=victim%40example.com", &[], &raw);
+    let v = r.json();
+    assert_response("/v1/check", "post", 200, &v);
+    assert_eq!(v["action"], "quarantine");
+    let id = v["quarantine_id"].as_str().expect("a quarantine id");
+    let record_path = s
+        .dir
+        .path()
+        .join("var/quarantine/records")
+        .join(format!("{id}.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).expect("record written")).unwrap();
+    assert_eq!(record["envelope"]["rcpt_to"][0], "victim@example.com");
+    assert_eq!(record["door"], "native");
+    assert_eq!(record["report"]["action"], "quarantine");
+    let sha = hex::encode(sha2::Sha256::digest(&raw));
+    assert_eq!(record["sha256"], sha);
+    let blob = s
+        .dir
+        .path()
+        .join("var/quarantine/blobs")
+        .join(&sha[..2])
+        .join(&sha);
+    assert_eq!(std::fs::read(blob).expect("blob written"), raw);
+    assert!(s.metrics().contains("portcullis_quarantined_total 1"));
+}
+
+#[test]
+fn file_scan_returns_the_full_report_and_never_quarantines() {
+    let s = Server::start("");
+    let gz = sample("eicar.com.gz");
+    let r = s.post("/v1/scan?name=eicar.com.gz", &[], &gz);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_response("/v1/scan", "post", 200, &v);
+    assert_valid("Report", &v);
+    assert_eq!(v["schema"], "portcullis.report.v1");
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["objects"][1]["name"], "eicar.com");
+
+    let iso = s.post(
+        "/v1/scan",
+        &[("X-File-Name", "disk.iso")],
+        &sample("iso.eml"),
+    );
+    assert_eq!(iso.status, 200);
+    let records = std::fs::read_dir(s.dir.path().join("var/quarantine/records")).unwrap();
+    assert_eq!(records.count(), 0, "file scans are never held");
+}
+
+#[test]
+fn rspamd_protocol_as_clients_really_send_it() {
+    let s = Server::start("");
+    let eicar = sample("eicar_zip.eml");
+
+    // rspamc 3.4: HTTP/1.0, Connection: close, odd header case, IP without port.
+    let mut req = format!(
+        "POST /checkv2 HTTP/1.0\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+         Ip: 192.0.2.7\r\nUser-Agent: rspamc\r\nFlags: body_block\r\nfrom: sender@example.org\r\n\
+         RCPT: a@example.com\r\nrcpt: <b@example.com>\r\n\r\n",
+        eicar.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&eicar);
+    let r = s.raw(&req);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert_response("/checkv2", "post", 200, &v);
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["required_score"], 50.0);
+    assert!(v["symbols"]["EICAR_Test_File"]["score"].as_f64().unwrap() >= 100.0);
+    assert_eq!(
+        v["symbols"]["EICAR_Test_File"]["options"][0],
+        "message > files.zip > eicar.com"
+    );
+    assert!(
+        v["messages"]["smtp_message"]
+            .as_str()
+            .unwrap()
+            .contains("EICAR_Test_File")
+    );
+    assert_eq!(v["message-id"], "zip@example.org");
+    assert_eq!(v["milter"]["add_headers"]["X-Portcullis-Action"], "reject");
+    assert_eq!(v["milter"]["remove_headers"]["X-Portcullis-Action"], 0);
+
+    // rspamd's proxy to a loopback upstream: GET with a body, IP with a port.
+    let clean = sample("clean_plain.eml");
+    let mut req = format!(
+        "GET /CheckV2 HTTP/1.1\r\nConnection: close\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\
+         Queue-ID: QID123\r\nIP: 192.0.2.7:12345\r\nFlags: milter,body_block\r\nFrom: <a@example.org>\r\n\r\n",
+        clean.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&clean);
+    let v = s.raw(&req).json();
+    assert_eq!(v["action"], "no action");
+    assert_eq!(v["milter"]["add_headers"]["X-Portcullis-Action"], "accept");
+    assert!(v["milter"].get("reject").is_none());
+
+    // Haraka: HTTP/1.1 keep-alive with chunked bodies, two on one connection.
+    let mut conn = s.connect();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for (body, action) in [(&eicar, "reject"), (&clean, "no action")] {
+        let mut req = b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nRcpt: a@example.com\r\nIP: 192.0.2.9\r\n\r\n".to_vec();
+        req.extend_from_slice(&chunked(body, 1000));
+        conn.write_all(&req).unwrap();
+        let r = read_response(&mut reader).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["action"], action);
+    }
+
+    // zstd both ways, as rspamc -z sends it; and a reply asked for by flag.
+    let z = zstd::bulk::compress(&eicar, 1).unwrap();
+    let r = s.post(
+        "/checkv2",
+        &[
+            ("Compression", "zstd"),
+            ("Content-Type", "application/x-compressed"),
+        ],
+        &z,
+    );
+    assert_eq!(r.header("compression"), Some("zstd"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&zstd::stream::decode_all(&r.body[..]).unwrap()).unwrap();
+    assert_eq!(v["action"], "reject");
+    let r = s.post("/checkv2", &[("Flags", "zstd")], &clean);
+    assert_eq!(r.header("compression"), Some("zstd"));
+    let r = s.post("/checkv2", &[], &clean);
+    assert_eq!(r.header("compression"), None, "never compressed unasked");
+
+    // Legacy /check and /symbols: everything inside "default".
+    let v = s.post("/symbols", &[], &eicar).json();
+    assert_eq!(v["default"]["action"], "reject");
+    assert_eq!(v["default"]["is_spam"], true);
+    assert!(v["default"]["EICAR_Test_File"]["score"].as_f64().is_some());
+    assert!(v["rmilter"]["add_headers"].is_object());
+    assert_response("/check", "post", 200, &v);
+
+    let ping = s.get("/ping");
+    assert_eq!(ping.body, b"pong\r\n");
+    assert_eq!(s.get("/nothing-here").status, 404);
+
+    // Tagging becomes rewrite subject with the new subject spelled out.
+    let tag = portcullis::samples::message(
+        "Quarterly numbers",
+        "see attached",
+        &[portcullis::samples::attachment(
+            "application/pdf",
+            "report.pdf",
+            b"MZ this is not a pdf",
+        )],
+    );
+    let v = s.post("/checkv2", &[], &tag).json();
+    if v["action"] == "rewrite subject" {
+        assert_eq!(v["subject"], "[SUSPICIOUS] Quarterly numbers");
+    }
+}
+
+#[test]
+fn quarantine_and_errors_map_to_what_the_rspamd_proxy_acts_on() {
+    let s = Server::start("[doors]\nquarantine_signal = \"hold\"\n");
+    let v = s
+        .post("/checkv2", &[], &sample("html_smuggling.eml"))
+        .json();
+    assert_response("/checkv2", "post", 200, &v);
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["milter"]["reject"], "quarantine");
+    assert_eq!(v["portcullis"]["action"], "quarantine");
+    assert!(v["portcullis"]["quarantine_id"].is_string());
+
+    let s = Server::start("");
+    let v = s
+        .post("/checkv2", &[], &sample("html_smuggling.eml"))
+        .json();
+    assert_eq!(v["milter"]["reject"], "discard");
+
+    // A body we cannot read is a soft reject, with a JSON body, whatever
+    // the status: the proxy ignores the status.
+    let r = s.post("/checkv2", &[("Compression", "zstd")], b"not zstd at all");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json()["action"], "soft reject");
+    let r = s.post("/checkv2", &[("Compression", "gzip")], b"x");
+    assert_eq!(r.json()["action"], "soft reject");
+}
+
+#[test]
+fn mta_hooks_as_stalwart_sends_them() {
+    let s = Server::start("");
+    let hook = |stage: &str, raw: &[u8]| {
+        let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+        let (head, body) = text.split_once("\n\n").unwrap();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                let last = headers.last_mut().unwrap();
+                last.1 = format!("{}\r\n{}", last.1.trim_end_matches("\r\n"), line) + "\r\n";
+            } else if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.to_string(), format!("{v}\r\n")));
+            }
+        }
+        serde_json::json!({
+            "context": {
+                "stage": stage,
+                "client": {"ip": "192.0.2.10", "port": 52344, "ptr": null, "helo": "mx.example.org", "activeConnections": 1},
+                "server": {"name": "Stalwart v0.16.19", "port": 25, "ip": "198.51.100.5"},
+                "queue": {"id": "18c4a2f0b1d3e5"},
+                "protocol": {"version": 1}
+            },
+            "envelope": {"from": {"address": "alice@example.org"}, "to": [{"address": "bob@example.com"}]},
+            "message": {"headers": headers, "contents": body.replace('\n', "\r\n"), "size": raw.len()}
+        })
+    };
+    let send = |req: serde_json::Value| {
+        let r = s.post(
+            "/mta-hooks",
+            &[("Content-Type", "application/json")],
+            req.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_response("/mta-hooks", "post", 200, &v);
+        v
+    };
+
+    let v = send(hook("rcpt", &sample("eicar_zip.eml")));
+    assert_eq!(
+        v,
+        serde_json::json!({"action": "accept"}),
+        "only data is inspected"
+    );
+
+    let v = send(hook("data", &sample("eicar_zip.eml")));
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["response"]["status"], 554);
+    let msg = v["response"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("5.7.1 ") && msg.contains("EICAR_Test_File"),
+        "{msg}"
+    );
+
+    let v = send(hook("data", &sample("clean_plain.eml")));
+    assert_eq!(v["action"], "accept");
+    let mods = v["modifications"].as_array().unwrap();
+    assert!(mods.iter().any(|m| m["type"] == "addHeader"
+        && m["name"] == "X-Portcullis-Action"
+        && m["value"] == "accept"));
+
+    // A forged verdict header in the message is deleted by index.
+    let forged = [
+        b"X-Portcullis-Action: accept\r\n".as_slice(),
+        &sample("clean_plain.eml"),
+    ]
+    .concat();
+    let v = send(hook("data", &forged));
+    assert!(v["modifications"].as_array().unwrap().iter().any(|m| m
+        == &serde_json::json!({"type": "deleteHeader", "index": 1, "name": "X-Portcullis-Action"})));
+
+    let v = send(hook("DATA", &sample("html_smuggling.eml")));
+    assert_eq!(v["action"], "quarantine");
+
+    // Our failures are a 451 reject in a 200, never an HTTP error.
+    let r = s.post("/mta-hooks", &[], b"{not json");
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["response"]["status"], 451);
+}
+
+#[test]
+fn oversize_messages_are_answered_by_policy_without_being_read() {
+    let s = Server::start("[server]\nmax_body_bytes = 10000\nmax_inflight_bytes = 100000\n");
+    let big = vec![b'a'; 20_000];
+    let v = s.post("/v1/check", &[], &big).json();
+    assert_response("/v1/check", "post", 200, &v);
+    assert_eq!(v["action"], "reject");
+    assert_eq!(v["smtp_reply"]["code"], 552);
+    assert_eq!(v["smtp_reply"]["enhanced"], "5.3.4");
+    assert_eq!(names(&v["reasons"]), vec!["LIMIT_MESSAGE_BYTES"]);
+
+    // Declared too large: answered before the client sends the body.
+    let mut conn = s.connect();
+    conn.write_all(b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.json()["action"], "reject");
+
+    // Chunked past the limit is cut off mid-body.
+    let mut req = b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&chunked(&big, 4096));
+    assert_eq!(s.raw(&req).json()["action"], "reject");
+
+    let s =
+        Server::start("[server]\nmax_body_bytes = 10000\n[policy]\non_oversize = \"tempfail\"\n");
+    let v = s.post("/v1/check", &[], &big).json();
+    assert_eq!(v["action"], "tempfail");
+    assert_eq!(v["smtp_reply"]["code"], 451);
+
+    let v = s.post("/v1/scan", &[], &big);
+    assert_eq!(v.status, 413);
+    assert_response("/v1/scan", "post", 413, &v.json());
+}
+
+#[test]
+fn a_full_pool_answers_tempfail_at_once_and_recovers() {
+    // One worker, no queue: a second message while one is inspected is
+    // refused, not queued. The ratio bomb keeps the worker busy a while.
+    let s = Server::start("[server]\nworkers = 1\nqueue = 0\n");
+    let slow = portcullis::samples::message(
+        "slow",
+        "unpacks 48 MiB of zeros up to the ratio limit",
+        &[portcullis::samples::attachment(
+            "application/zip",
+            "zeros.zip",
+            &sample("bomb_ratio.zip"),
+        )],
+    );
+    let results: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    let r = s.post("/checkv2", &[], &slow);
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<_> = results.iter().filter(|(st, _)| *st == 503).collect();
+    let answered = results.iter().filter(|(st, _)| *st == 200).count();
+    assert!(answered >= 1, "{results:?}");
+    assert!(
+        !refused.is_empty(),
+        "12 at once into a pool of 1: {results:?}"
+    );
+    for (_, v) in &refused {
+        assert_eq!(v["action"], "soft reject");
+        assert_response("/checkv2", "post", 503, v);
+    }
+    assert_eq!(answered + refused.len(), 12);
+    let m = s.metrics();
+    assert!(
+        m.contains(&format!(
+            "portcullis_refused_total{{door=\"rspamd\",reason=\"overloaded\"}} {}",
+            refused.len()
+        )),
+        "{m}"
+    );
+    // Nothing stuck: the pool is empty again and takes the next message.
+    assert!(m.contains("portcullis_pool_queue_depth 0"));
+    let v = s.post("/v1/check", &[], &sample("clean_plain.eml"));
+    assert_eq!(v.status, 200);
+
+    // The in-flight memory budget refuses at once too.
+    let s = Server::start("[server]\nmax_body_bytes = 40000\nmax_inflight_bytes = 50000\n");
+    let mut first = s.connect();
+    first
+        .write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 39000\r\n\r\npartial")
+        .unwrap();
+    // The first request now holds its share while its body trickles in.
+    crate::harness::eventually(Duration::from_secs(60), || {
+        (!s.metrics().contains("portcullis_inflight_bytes 0\n")).then_some(())
+    })
+    .expect("the first body is being read");
+    let second = s.post("/v1/check", &[], &vec![b'x'; 30_000]);
+    assert_eq!(second.status, 503, "{}", second.text());
+    assert_response("/v1/check", "post", 503, &second.json());
+    assert_eq!(second.json()["action"], "tempfail");
+    assert_eq!(second.header("retry-after"), Some("5"));
+    drop(first);
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let s = Server::start("[server]\nheader_timeout_ms = 300\nbody_timeout_ms = 300\n");
+    // A request head that never ends.
+    let mut conn = s.connect();
+    conn.write_all(b"POST /checkv2 HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = std::io::Read::read_to_end(&mut conn, &mut buf);
+    assert!(
+        n.is_ok() || buf.is_empty(),
+        "connection closed by the server"
+    );
+    // A body that never ends: answered tempfail after the body timeout.
+    let mut conn = s.connect();
+    conn.write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 408);
+    assert_eq!(r.json()["action"], "tempfail");
+    assert_response("/v1/check", "post", 408, &r.json());
+    // And the server is still fine.
+    assert_eq!(s.get("/healthz").status, 200);
+}
+
+const TOKENS: &str = r#"
+[auth]
+hook_networks = ["192.0.2.0/24"]
+# sha256("hook-secret")
+hook_token_sha256 = "HOOK"
+[[auth.tokens]]
+name = "reader"
+role = "auditor"
+sha256 = "AUDITOR"
+[[auth.tokens]]
+name = "root"
+role = "admin"
+sha256 = "ADMIN"
+"#;
+
+fn sha(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+#[test]
+fn hook_doors_need_the_network_or_a_token_and_management_needs_a_role() {
+    let config = TOKENS
+        .replace("HOOK", &sha("hook-secret"))
+        .replace("AUDITOR", &sha("audit-secret"))
+        .replace("ADMIN", &sha("admin-secret"));
+    let s = Server::start(&config);
+    let clean = sample("clean_plain.eml");
+
+    // Loopback is not in hook_networks here.
+    let r = s.post("/checkv2", &[], &clean);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["action"], "soft reject");
+    let r = s.post("/v1/check", &[], &clean);
+    assert_eq!(r.status, 401);
+    assert_response("/v1/check", "post", 401, &r.json());
+    let r = s.post("/mta-hooks", &[], b"{}");
+    assert_eq!(r.json()["response"]["status"], 451);
+
+    // rspamc -P, Stalwart Basic, Bearer.
+    assert_eq!(
+        s.post("/checkv2", &[("Password", "hook-secret")], &clean)
+            .json()["action"],
+        "no action"
+    );
+    assert_eq!(
+        s.post(
+            "/v1/check",
+            &[("Authorization", "Basic c3RhbHdhcnQ6aG9vay1zZWNyZXQ=")],
+            &clean
+        )
+        .json()["action"],
+        "accept"
+    );
+    assert_eq!(
+        s.post("/checkv2", &[("Password", "wrong")], &clean).status,
+        401
+    );
+
+    // Management.
+    assert_eq!(s.get("/metrics").status, 401);
+    let m = s.request(
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer audit-secret")],
+        b"",
+    );
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text()
+            .contains("portcullis_refused_total{door=\"rspamd\",reason=\"unauthenticated\"} 2")
+    );
+    let r = s.request(
+        "POST",
+        "/v1/reload",
+        &[("Authorization", "Bearer audit-secret")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let r = s.request(
+        "POST",
+        "/v1/reload",
+        &[("Authorization", "Bearer admin-secret")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_response("/v1/reload", "post", 200, &r.json());
+    // Health checks are for load balancers: open.
+    assert_eq!(s.get("/healthz").status, 200);
+    assert_eq!(s.get("/readyz").status, 200);
+}
+
+#[test]
+fn metrics_count_messages_findings_and_latency() {
+    let s = Server::start("");
+    s.post("/checkv2", &[], &sample("eicar_zip.eml"));
+    s.post("/v1/check", &[], &sample("clean_plain.eml"));
+    s.post("/v1/scan", &[], &sample("bomb_depth.zip"));
+    let m = s.metrics();
+    for line in [
+        "portcullis_messages_total{door=\"rspamd\",action=\"reject\"} 1",
+        "portcullis_messages_total{door=\"native\",action=\"accept\"} 1",
+        "portcullis_rule_hits_total{rule=\"EICAR_Test_File\"} 1",
+        "portcullis_message_duration_seconds_count{door=\"rspamd\"} 1",
+        "portcullis_message_duration_seconds_bucket{door=\"native\",le=\"+Inf\"} 1",
+        "portcullis_messages_total{door=\"scan\",action=\"quarantine\"} 1",
+        "portcullis_pool_queue_depth 0",
+        "portcullis_ready 1",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in\n{m}");
+    }
+    assert!(
+        m.contains("portcullis_limit_hits_total{limit=\"depth\"}"),
+        "{m}"
+    );
+    let objects: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_objects_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(objects >= 5, "{objects}");
+    // Every series has HELP and TYPE.
+    for line in m.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let base = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            m.contains(&format!("# TYPE {base} ")) || m.contains(&format!("# TYPE {name} ")),
+            "{name} has no TYPE"
+        );
+    }
+}
+
+#[test]
+fn sighup_reloads_rules_and_keeps_the_old_set_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let rule = |name: &str, text: &str| {
+        format!(
+            "rule {name} {{ meta: action = \"reject\" score = 100 description = \"test\" strings: $a = \"{text}\" condition: $a }}\n"
+        )
+    };
+    std::fs::write(rules.join("one.yar"), rule("First_Marker", "MARKER-ONE")).unwrap();
+    let s = Server::start_args("", &["--rules", rules.to_str().unwrap()]);
+    let msg =
+        |marker: &str| portcullis::samples::message("hi", &format!("text {marker} text"), &[]);
+    assert_eq!(
+        s.post("/checkv2", &[], &msg("MARKER-TWO")).json()["action"],
+        "no action"
+    );
+    let before = s.post("/v1/check", &[], &msg("MARKER-ONE")).json();
+    assert_eq!(before["action"], "reject");
+
+    std::fs::write(rules.join("two.yar"), rule("Second_Marker", "MARKER-TWO")).unwrap();
+    s.signal("HUP");
+    let after = crate::harness::eventually(Duration::from_secs(60), || {
+        let v = s.post("/v1/check", &[], &msg("MARKER-TWO")).json();
+        (v["action"] == "reject").then_some(v)
+    })
+    .expect("the new rule is active after SIGHUP");
+    assert_ne!(after["rules_version"], before["rules_version"]);
+
+    // A broken file: the reload is refused, the running set stays.
+    std::fs::write(
+        rules.join("broken.yar"),
+        "rule Broken { condition: nonsense }",
+    )
+    .unwrap();
+    s.signal("HUP");
+    crate::harness::eventually(Duration::from_secs(60), || {
+        s.metrics()
+            .contains("portcullis_rule_reload_failures_total 1")
+            .then_some(())
+    })
+    .expect("the failed reload is counted");
+    let still = s.post("/v1/check", &[], &msg("MARKER-TWO")).json();
+    assert_eq!(still["action"], "reject");
+    assert_eq!(still["rules_version"], after["rules_version"]);
+    assert!(s.log().contains("broken.yar"), "the error names the file");
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_then_exits() {
+    let s = Server::start("");
+    let addr = s.addr;
+    let body = sample("eicar_zip.eml");
+    let (head, tail) = body.split_at(body.len() / 2);
+    // A message half sent when the stop signal comes...
+    let mut conn = s.connect();
+    conn.write_all(
+        format!(
+            "POST /checkv2 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    conn.write_all(head).unwrap();
+    crate::harness::eventually(Duration::from_secs(60), || {
+        (!s.metrics().contains("portcullis_inflight_bytes 0\n")).then_some(())
+    })
+    .expect("the request is being read");
+    s.signal("TERM");
+    // ...stops the listener at once...
+    crate::harness::eventually(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(addr).is_err().then_some(())
+    })
+    .expect("no longer listening after SIGTERM");
+    // ...and still gets its verdict when the rest arrives.
+    conn.write_all(tail).unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(
+        r.status, 200,
+        "the message in flight still gets its verdict"
+    );
+    assert_eq!(r.json()["action"], "reject");
+    let status = s.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn starts_with_no_config_at_all_and_config_check_explains_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(crate::harness::bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path());
+    let s = Server::spawn(cmd, tempfile::tempdir().unwrap());
+    assert_eq!(s.get("/readyz").status, 200);
+    assert!(
+        dir.path().join("var/quarantine").is_dir(),
+        "./var is the default data dir"
+    );
+    drop(s);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = [\"127.0.0.1\"]\nworkerz = 2\n").unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workerz"), "{err}");
+    let ok = std::process::Command::new(crate::harness::bin())
+        .args([
+            "config",
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/portcullis.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
