@@ -236,8 +236,7 @@ fn last_reply(transcript: &str) -> String {
     transcript
         .lines()
         .filter(|l| l.starts_with("<- ") || l.starts_with("<** "))
-        .filter(|l| !l.contains("221"))
-        .last()
+        .rfind(|l| !l.contains("221"))
         .unwrap_or("")
         .to_string()
 }
