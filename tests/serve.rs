@@ -735,3 +735,24 @@ fn starts_with_no_config_at_all_and_config_check_explains_errors() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn json_logs_carry_the_message_span() {
+    let s = Server::start_args("", &["--log-json"]);
+    s.post(
+        "/checkv2",
+        &[("Queue-Id", "4BxYz1"), ("Rcpt", "bob@example.com")],
+        &sample("eicar_zip.eml"),
+    );
+    let line = crate::harness::eventually(Duration::from_secs(30), || {
+        s.log()
+            .lines()
+            .find(|l| l.contains("\"queue_id\":\"4BxYz1\""))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no verdict line: {}", s.log()));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["span"]["door"], "rspamd");
+    assert_eq!(v["span"]["message_id"], "<zip@example.org>");
+    assert_eq!(v["fields"]["action"], "reject");
+}

@@ -138,8 +138,8 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (set server.listen or --listen)"))?;
         let bound = l.local_addr().unwrap_or(*addr);
-        // Tests and scripts wait for this line to know the port.
-        tracing::warn!(target: "portcullis::listen", address = %bound, "listening");
+        tracing::info!(address = %bound, "listening");
+        // Tests and scripts wait for this exact line to learn the port.
         eprintln!("portcullis: listening on http://{bound}");
         listeners.push(l);
     }
