@@ -14,7 +14,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Args)]
@@ -114,7 +114,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         live: ArcSwap::from_pointee(config),
         inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
         inflight_kib,
-        started: Instant::now(),
         reload_from: source,
     });
 

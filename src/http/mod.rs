@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -43,7 +43,6 @@ pub struct Gateway {
     /// Request-body memory, in KiB permits (see [`body`]).
     pub inflight: Arc<Semaphore>,
     pub inflight_kib: u32,
-    pub started: Instant,
     /// Where a reload reads from: the config file and `--rules` override.
     pub reload_from: ReloadSource,
 }
