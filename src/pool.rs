@@ -106,6 +106,13 @@ impl Pool {
         self.engine.store(Arc::new(engine));
     }
 
+    /// True when a message arriving now would be refused. Doors ask before
+    /// reading a body so that shedding load costs no body reading; the
+    /// admission itself is still decided by [`submit`](Self::submit).
+    pub fn is_full(&self) -> bool {
+        self.stats.in_system.load(Ordering::Acquire) >= self.capacity
+    }
+
     /// Admits a message or refuses at once; never blocks.
     pub async fn inspect(&self, submission: Submission) -> Result<Report, PoolError> {
         let rx = self.submit(submission)?;

@@ -220,20 +220,23 @@ fn rspamd_protocol_as_clients_really_send_it() {
     assert_eq!(ping.body, b"pong\r\n");
     assert_eq!(s.get("/nothing-here").status, 404);
 
-    // Tagging becomes rewrite subject with the new subject spelled out.
+    // Tagging becomes rewrite subject with the new subject spelled out: a
+    // PNG that calls itself a PDF scores TYPE_MISMATCH, enough to tag.
+    let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &[0u8; 64]].concat();
     let tag = portcullis::samples::message(
         "Quarterly numbers",
         "see attached",
         &[portcullis::samples::attachment(
             "application/pdf",
             "report.pdf",
-            b"MZ this is not a pdf",
+            &png,
         )],
     );
     let v = s.post("/checkv2", &[], &tag).json();
-    if v["action"] == "rewrite subject" {
-        assert_eq!(v["subject"], "[SUSPICIOUS] Quarterly numbers");
-    }
+    assert_eq!(v["action"], "rewrite subject", "{v}");
+    assert_eq!(v["subject"], "[SUSPICIOUS] Quarterly numbers");
+    assert_eq!(v["portcullis"]["action"], "tag");
+    assert!(v["symbols"]["TYPE_MISMATCH"].is_object(), "{v}");
 }
 
 #[test]

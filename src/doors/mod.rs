@@ -96,6 +96,18 @@ pub async fn read_body(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Intake, DoorError> {
+    if gw.pool.is_full() {
+        crate::http::body::discard(
+            headers,
+            body,
+            gw.server
+                .body_timeout
+                .min(std::time::Duration::from_secs(5)),
+        )
+        .await;
+        gw.metrics.refused(door, DoorError::Overloaded.reason());
+        return Err(DoorError::Overloaded);
+    }
     match crate::http::body::read(gw, headers, body).await {
         Ok(b) => Ok(Intake::Body(b)),
         Err(BodyError::TooLarge { .. }) => Ok(Intake::Oversize),

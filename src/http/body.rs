@@ -81,23 +81,64 @@ fn zstd_requested(headers: &HeaderMap) -> Result<bool, BodyError> {
     Ok(zstd)
 }
 
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Bodies up to this size are read and thrown away when a request is
+/// refused before its body is used, so the client can read our answer: a
+/// server that closes with unread data makes the kernel reset the
+/// connection, and the client may lose the reply it has not read yet.
+const DISCARD_MAX: u64 = 8 << 20;
+
+/// Reads and drops a refused request's body (bounded in size and time),
+/// holding no memory for it.
+pub async fn discard(headers: &HeaderMap, body: axum::body::Body, timeout: std::time::Duration) {
+    if declared_length(headers).is_some_and(|n| n > DISCARD_MAX) {
+        return;
+    }
+    let drain = async {
+        let mut body = body;
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(chunk) = frame.into_data() {
+                seen += chunk.len() as u64;
+                if seen > DISCARD_MAX {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
+}
+
 pub async fn read(
     gw: &Gateway,
     headers: &HeaderMap,
     body: axum::body::Body,
 ) -> Result<Received, BodyError> {
     let limit = gw.server.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge { limit });
     }
     let compressed = zstd_requested(headers)?;
-    let mut permit = Arc::clone(&gw.inflight)
-        .try_acquire_many_owned(declared.map_or(CHUNK_KIB, kib))
-        .map_err(|_| BodyError::Busy)?;
+    let Ok(mut permit) =
+        Arc::clone(&gw.inflight).try_acquire_many_owned(declared.map_or(CHUNK_KIB, kib))
+    else {
+        discard(
+            headers,
+            body,
+            gw.server
+                .body_timeout
+                .min(std::time::Duration::from_secs(5)),
+        )
+        .await;
+        return Err(BodyError::Busy);
+    };
 
     let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let read_all = async {
