@@ -265,6 +265,20 @@ fn quarantine_and_errors_map_to_what_the_rspamd_proxy_acts_on() {
     assert_eq!(r.json()["action"], "soft reject");
     let r = s.post("/checkv2", &[("Compression", "gzip")], b"x");
     assert_eq!(r.json()["action"], "soft reject");
+    // rspamd's HTTP proxy passes a loopback upstream the message in shared
+    // memory with an empty body: never scan that empty body as the message.
+    let r = s.post(
+        "/checkv2",
+        &[
+            ("Shm", "/rhm.1f2e"),
+            ("Shm-Offset", "0"),
+            ("Shm-Length", "512"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["action"], "soft reject");
+    assert!(r.json()["error"].as_str().unwrap().contains("milter mode"));
 }
 
 #[test]

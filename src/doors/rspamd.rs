@@ -216,6 +216,20 @@ pub async fn dispatch(
         headers: &headers,
         query: super::native::query_pairs(uri.query()),
     };
+    // rspamd can pass the message by shared memory or file name instead of
+    // the body (its HTTP proxy does so to a loopback upstream). We read
+    // only bodies; scanning the empty body would pass the message unseen.
+    if let Some(h) = ["shm", "file", "path"]
+        .into_iter()
+        .find(|h| !fields.all(h).is_empty())
+    {
+        let err = DoorError::BadRequest(format!(
+            "message passed by {h:?} header; only request bodies are read (use the rspamd proxy in milter mode, or a non-loopback upstream)"
+        ));
+        gw.metrics.refused(door, err.reason());
+        tracing::warn!(error = %err, "answered tempfail");
+        return door_error(&err);
+    }
     let rcpt = fields
         .all("rcpt")
         .iter()
