@@ -612,9 +612,13 @@ fn validate_server(s: RawServer, d: ServerConfig) -> Result<ServerConfig, Config
             "server.workers must be at most 1024 (0 = one per CPU)".into(),
         ));
     }
-    if server.max_body_bytes == 0 || server.max_body_bytes > server.max_inflight_bytes {
+    // A zstd body holds its compressed bytes and room for the decoded
+    // ones at once, so the budget must fit two largest bodies.
+    if server.max_body_bytes == 0
+        || server.max_body_bytes.saturating_mul(2) > server.max_inflight_bytes
+    {
         return Err(ConfigError::Invalid(
-            "server.max_body_bytes must be at least 1 and at most server.max_inflight_bytes".into(),
+            "server.max_body_bytes must be at least 1 and at most half of server.max_inflight_bytes".into(),
         ));
     }
     // Semaphore permits are counted in u32 KiB units.
@@ -737,6 +741,11 @@ mod tests {
         assert!(Config::from_toml("[server]\nlisten = [\"localhost\"]").is_err());
         assert!(Config::from_toml("[server]\nlisten = []").is_err());
         assert!(Config::from_toml("[server]\nmax_body_bytes = 0").is_err());
+        // zstd needs room for the compressed and the decoded body at once.
+        assert!(
+            Config::from_toml("[server]\nmax_body_bytes = 1000\nmax_inflight_bytes = 1999")
+                .is_err()
+        );
         assert!(Config::from_toml("[auth]\nhook_networks = [\"10.0.0.0/33\"]").is_err());
         assert!(Config::from_toml("[auth]\nhook_token_sha256 = \"abc\"").is_err());
         assert!(Config::from_toml("[doors]\nquarantine_signal = \"bounce\"").is_err());

@@ -38,6 +38,20 @@ struct Job {
     submission: Submission,
     admitted: Instant,
     reply: oneshot::Sender<Result<Report, PoolError>>,
+    /// Whatever must live as long as the message is held (the door's share
+    /// of the in-flight memory budget): dropped by the worker with the
+    /// message, not when the client goes away.
+    _hold: Option<Box<dyn Send>>,
+}
+
+/// Takes a job out of the books when it is done, whatever way it ends
+/// (answered, skipped, or a panic that kills the worker thread).
+struct InSystem<'a>(&'a PoolStats);
+
+impl Drop for InSystem<'_> {
+    fn drop(&mut self) {
+        self.0.in_system.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counters the metrics endpoint reads.
@@ -113,15 +127,21 @@ impl Pool {
         self.stats.in_system.load(Ordering::Acquire) >= self.capacity
     }
 
-    /// Admits a message or refuses at once; never blocks.
-    pub async fn inspect(&self, submission: Submission) -> Result<Report, PoolError> {
-        let rx = self.submit(submission)?;
+    /// Admits a message or refuses at once; never blocks. `hold` is kept
+    /// until a worker is done with the message.
+    pub async fn inspect(
+        &self,
+        submission: Submission,
+        hold: Option<Box<dyn Send>>,
+    ) -> Result<Report, PoolError> {
+        let rx = self.submit(submission, hold)?;
         rx.await.unwrap_or(Err(PoolError::ShuttingDown))
     }
 
     pub fn submit(
         &self,
         submission: Submission,
+        hold: Option<Box<dyn Send>>,
     ) -> Result<oneshot::Receiver<Result<Report, PoolError>>, PoolError> {
         let admitted =
             self.stats
@@ -137,6 +157,7 @@ impl Pool {
             submission,
             admitted: Instant::now(),
             reply,
+            _hold: hold,
         };
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = guard.as_ref() else {
@@ -190,6 +211,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats
                 break;
             }
             stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let _done = InSystem(stats);
             let waited = job.admitted.elapsed();
             if job.reply.is_closed() {
                 // The client went away while it waited: nobody to answer.
@@ -197,13 +219,13 @@ fn worker(rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats
                 let _ = job.reply.send(Err(PoolError::Expired(waited)));
             } else {
                 stats.busy.fetch_add(1, Ordering::Relaxed);
+                // The budget started at admission: queueing counts.
                 let result = inspector
-                    .inspect(&job.submission)
+                    .inspect_since(&job.submission, job.admitted)
                     .map_err(PoolError::Pipeline);
                 stats.busy.fetch_sub(1, Ordering::Relaxed);
                 let _ = job.reply.send(result);
             }
-            stats.in_system.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

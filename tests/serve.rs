@@ -240,6 +240,36 @@ fn rspamd_protocol_as_clients_really_send_it() {
 }
 
 #[test]
+fn a_thousand_recipients_in_rcpt_headers() {
+    // rspamd's proxy and Haraka send one Rcpt header per recipient;
+    // Postfix allows 1000 recipients per message.
+    let s = Server::start("");
+    let rcpts: Vec<String> = (0..1000).map(|i| format!("user{i}@example.com")).collect();
+    let headers: Vec<(&str, &str)> = rcpts.iter().map(|r| ("Rcpt", r.as_str())).collect();
+    let r = s.post("/checkv2", &headers, &sample("eicar_zip.eml"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["action"], "reject");
+    let r = s.post("/checkv2", &headers, &sample("html_smuggling.eml"));
+    let id = r.json()["portcullis"]["quarantine_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            s.dir
+                .path()
+                .join(format!("var/quarantine/records/{id}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["envelope"]["rcpt_to"].as_array().unwrap().len(),
+        1000
+    );
+}
+
+#[test]
 fn quarantine_and_errors_map_to_what_the_rspamd_proxy_acts_on() {
     let s = Server::start("[doors]\nquarantine_signal = \"hold\"\n");
     let v = s
@@ -375,12 +405,16 @@ fn oversize_messages_are_answered_by_policy_without_being_read() {
     assert_eq!(v["smtp_reply"]["enhanced"], "5.3.4");
     assert_eq!(names(&v["reasons"]), vec!["LIMIT_MESSAGE_BYTES"]);
 
-    // Declared too large: answered before the client sends the body.
+    // Declared too large: not stored, but drained, so a client that writes
+    // its whole body before reading (as the rspamd proxy does) still gets
+    // the answer rather than a reset connection.
     let mut conn = s.connect();
     conn.write_all(b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
         .unwrap();
+    conn.write_all(&vec![b'a'; 5_000_000]).unwrap();
     let r = read_response(&mut BufReader::new(conn)).unwrap();
     assert_eq!(r.json()["action"], "reject");
+    assert!(s.metrics().contains("portcullis_inflight_bytes 0\n"));
 
     // Chunked past the limit is cut off mid-body.
     let mut req = b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -458,7 +492,7 @@ fn a_full_pool_answers_tempfail_at_once_and_recovers() {
     assert_eq!(v.status, 200);
 
     // The in-flight memory budget refuses at once too.
-    let s = Server::start("[server]\nmax_body_bytes = 40000\nmax_inflight_bytes = 50000\n");
+    let s = Server::start("[server]\nmax_body_bytes = 40000\nmax_inflight_bytes = 80000\n");
     let mut first = s.connect();
     first
         .write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 39000\r\n\r\npartial")
@@ -468,7 +502,8 @@ fn a_full_pool_answers_tempfail_at_once_and_recovers() {
         (!s.metrics().contains("portcullis_inflight_bytes 0\n")).then_some(())
     })
     .expect("the first body is being read");
-    let second = s.post("/v1/check", &[], &vec![b'x'; 30_000]);
+    // 39 KiB held of 78: a 40 000-byte body does not fit.
+    let second = s.post("/v1/check", &[], &vec![b'x'; 40_000]);
     assert_eq!(second.status, 503, "{}", second.text());
     assert_response("/v1/check", "post", 503, &second.json());
     assert_eq!(second.json()["action"], "tempfail");

@@ -59,6 +59,7 @@ fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
 /// Re-reads config and rules and swaps them in. Compiles first: on any
 /// error the running set stays and the error is returned. Blocking.
 pub fn reload(gw: &Gateway) -> anyhow::Result<String> {
+    let _one_at_a_time = gw.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
     let result = load(&gw.reload_from);
     gw.metrics.reload(result.is_ok());
     let (config, rules) = result?;
@@ -115,6 +116,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
         inflight_kib,
         reload_from: source,
+        reload_lock: std::sync::Mutex::new(()),
+        readiness: std::sync::Mutex::new(None),
     });
 
     // Network I/O only: inspection runs on the pool's own threads.

@@ -89,14 +89,18 @@ pub enum Intake {
     Oversize,
 }
 
-/// Reads a request body, mapping the body errors every door shares.
+/// Reads a request body, mapping the body errors every door shares. With
+/// `shed_when_full`, a full pool refuses before the body is read (doors
+/// whose every request is a message; MTA Hooks' other stages never reach
+/// the pool and must not be refused for its sake).
 pub async fn read_body(
     gw: &Gateway,
     door: Door,
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
+    shed_when_full: bool,
 ) -> Result<Intake, DoorError> {
-    if gw.pool.is_full() {
+    if shed_when_full && gw.pool.is_full() {
         crate::http::body::discard(
             headers,
             body,
@@ -125,8 +129,15 @@ pub async fn read_body(
 }
 
 /// Inspects a submission on the pool, quarantines it durably if that is the
-/// verdict, and records it. The returned verdict is final.
-pub async fn inspect(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<Checked, DoorError> {
+/// verdict, and records it. The returned verdict is final. `hold` (the
+/// body's share of the in-flight budget) is released when the pool is done
+/// with the message.
+pub async fn inspect(
+    gw: &Arc<Gateway>,
+    door: Door,
+    sub: Submission,
+    hold: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Checked, DoorError> {
     let start = Instant::now();
     let message_id = header_value(&sub.raw, "message-id").unwrap_or_default();
     let span = tracing::info_span!(
@@ -137,7 +148,7 @@ pub async fn inspect(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<C
         size = sub.raw.len(),
     );
     async move {
-        let result = run(gw, door, sub).await;
+        let result = run(gw, door, sub, hold).await;
         match &result {
             Ok(c) => {
                 let v = &c.report.verdict;
@@ -166,15 +177,24 @@ pub async fn inspect(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<C
     .await
 }
 
-async fn run(gw: &Arc<Gateway>, door: Door, sub: Submission) -> Result<Checked, DoorError> {
+async fn run(
+    gw: &Arc<Gateway>,
+    door: Door,
+    sub: Submission,
+    hold: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Checked, DoorError> {
     let raw = Arc::clone(&sub.raw);
     let envelope = sub.envelope.clone();
-    let report = gw.pool.inspect(sub).await.map_err(|e| match e {
-        PoolError::Overloaded => DoorError::Overloaded,
-        PoolError::Expired(_) => DoorError::Expired,
-        PoolError::ShuttingDown => DoorError::ShuttingDown,
-        PoolError::Pipeline(_) => DoorError::Internal,
-    })?;
+    let report = gw
+        .pool
+        .inspect(sub, Some(Box::new(hold)))
+        .await
+        .map_err(|e| match e {
+            PoolError::Overloaded => DoorError::Overloaded,
+            PoolError::Expired(_) => DoorError::Expired,
+            PoolError::ShuttingDown => DoorError::ShuttingDown,
+            PoolError::Pipeline(_) => DoorError::Internal,
+        })?;
     let mut quarantine_id = None;
     // Files scanned on request are reported, never held.
     if report.verdict.action == Action::Quarantine && door != Door::Scan {
@@ -226,6 +246,11 @@ pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
         reference: None,
     };
     let mut verdict = crate::policy::decide(&config.policy, std::slice::from_ref(&finding));
+    // Unread, so its Subject is unknown: a prefix would replace it (rspamd)
+    // or add a second one (MTA Hooks). Headers still say why.
+    verdict
+        .modifications
+        .retain(|m| !matches!(m, crate::model::Modification::PrefixSubject { .. }));
     if verdict.action == Action::Reject {
         verdict.smtp_reply = Some(Reply {
             code: 552,

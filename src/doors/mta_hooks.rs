@@ -251,7 +251,7 @@ pub async fn hook(
             text: "Content filter refused the connection, try again later".into(),
         });
     }
-    let received = match super::read_body(&gw, door, &headers, body).await {
+    let received = match super::read_body(&gw, door, &headers, body, false).await {
         Err(e) => return door_error(&e),
         Ok(Intake::Oversize) => {
             let c = super::oversize(&gw, door, &live);
@@ -259,16 +259,27 @@ pub async fn hook(
         }
         Ok(Intake::Body(b)) => b,
     };
-    let request: HookRequest = match serde_json::from_slice(&received.data) {
-        Ok(r) => r,
-        Err(e) => {
+    // Parsing up to max_body_bytes of JSON and rebuilding the message is
+    // CPU work: off the runtime. The body's budget share stays held for the
+    // rebuilt message until the pool is done with it.
+    let crate::http::body::Received { data, permit, .. } = received;
+    let parsed = tokio::task::spawn_blocking(move || {
+        serde_json::from_slice::<HookRequest>(&data).map(|r| {
+            let raw = r.message.as_ref().map(HookMessage::raw);
+            (r, raw)
+        })
+    })
+    .await;
+    let (request, raw) = match parsed {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             let err = DoorError::BadRequest(format!("not an MTA Hooks request: {e}"));
             gw.metrics.refused(door, err.reason());
             tracing::warn!(error = %err, "answered tempfail");
             return door_error(&err);
         }
+        Err(_) => return door_error(&DoorError::Internal),
     };
-    drop(received);
     if !request.context.stage.eq_ignore_ascii_case("data") {
         return Json(HookResponse {
             action: "accept",
@@ -277,7 +288,7 @@ pub async fn hook(
         })
         .into_response();
     }
-    let Some(message) = request.message else {
+    let (Some(message), Some(raw)) = (request.message, raw) else {
         let err = DoorError::BadRequest("data stage without a message".into());
         gw.metrics.refused(door, err.reason());
         return door_error(&err);
@@ -287,7 +298,7 @@ pub async fn hook(
         to: Vec::new(),
     });
     let client = request.context.client;
-    let mut sub = Submission::mail(message.raw());
+    let mut sub = Submission::mail(raw);
     sub.envelope = super::envelope(
         envelope.from.map(|a| a.address),
         envelope.to.into_iter().map(|a| a.address).collect(),
@@ -298,7 +309,7 @@ pub async fn hook(
             other => other.to_string(),
         }),
     );
-    match super::inspect(&gw, door, sub).await {
+    match super::inspect(&gw, door, sub, permit).await {
         Ok(c) => Json(response(&c, &message.headers)).into_response(),
         Err(e) => door_error(&e),
     }

@@ -228,13 +228,13 @@ pub async fn check(
         .iter()
         .any(|(k, v)| k == "report" && matches!(v.as_str(), "0" | "false" | "no"));
     let envelope = envelope(&query, &headers);
-    let checked = match super::read_body(&gw, door, &headers, body).await {
+    let checked = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
         Ok(Intake::Oversize) => super::oversize(&gw, door, &live),
         Ok(Intake::Body(received)) => {
             let mut sub = Submission::mail(received.data);
             sub.envelope = envelope;
-            match super::inspect(&gw, door, sub).await {
+            match super::inspect(&gw, door, sub, received.permit).await {
                 Ok(c) => c,
                 Err(e) => return door_error(&e),
             }
@@ -270,7 +270,7 @@ pub async fn scan(
                 .map(str::to_string)
         })
         .filter(|n| !n.is_empty());
-    match super::read_body(&gw, door, &headers, body).await {
+    match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => door_error(&e),
         Ok(Intake::Oversize) => {
             gw.metrics.refused(door, "oversize");
@@ -289,7 +289,7 @@ pub async fn scan(
         }
         Ok(Intake::Body(received)) => {
             let sub = Submission::file(name, received.data);
-            match super::inspect(&gw, door, sub).await {
+            match super::inspect(&gw, door, sub, received.permit).await {
                 Ok(c) => Json(&c.report).into_response(),
                 Err(e) => door_error(&e),
             }

@@ -249,7 +249,7 @@ pub async fn dispatch(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("zstd"));
 
-    let (checked, compressed, raw) = match super::read_body(&gw, door, &headers, body).await {
+    let (checked, compressed, raw) = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
         Ok(Intake::Oversize) => (super::oversize(&gw, door, &live), false, None),
         Ok(Intake::Body(received)) => {
@@ -257,7 +257,7 @@ pub async fn dispatch(
             let mut sub = Submission::mail(received.data);
             sub.envelope = envelope;
             let raw = Arc::clone(&sub.raw);
-            match super::inspect(&gw, door, sub).await {
+            match super::inspect(&gw, door, sub, received.permit).await {
                 Ok(c) => (c, compressed, Some(raw)),
                 Err(e) => return door_error(&e),
             }

@@ -42,7 +42,9 @@ pub struct Received {
     pub data: Vec<u8>,
     /// The body came zstd-compressed (rspamd clients then want a zstd reply).
     pub compressed: bool,
-    _permit: OwnedSemaphorePermit,
+    /// Hand this to the pool with the message, so the share is returned
+    /// when the message is no longer held, not when the client leaves.
+    pub permit: OwnedSemaphorePermit,
 }
 
 fn kib(bytes: u64) -> u32 {
@@ -94,19 +96,15 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// connection, and the client may lose the reply it has not read yet.
 const DISCARD_MAX: u64 = 8 << 20;
 
-/// Reads and drops a refused request's body (bounded in size and time),
-/// holding no memory for it.
-pub async fn discard(headers: &HeaderMap, body: axum::body::Body, timeout: std::time::Duration) {
-    if declared_length(headers).is_some_and(|n| n > DISCARD_MAX) {
-        return;
-    }
+/// Reads and drops a refused request's body, holding no memory for it:
+/// at most `max` bytes, within `timeout`.
+async fn drain(body: &mut axum::body::Body, max: u64, timeout: std::time::Duration) {
     let drain = async {
-        let mut body = body;
         let mut seen = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
             if let Ok(chunk) = frame.into_data() {
                 seen += chunk.len() as u64;
-                if seen > DISCARD_MAX {
+                if seen > max {
                     break;
                 }
             }
@@ -115,14 +113,30 @@ pub async fn discard(headers: &HeaderMap, body: axum::body::Body, timeout: std::
     let _ = tokio::time::timeout(timeout, drain).await;
 }
 
+/// A refusal before the body is used (busy): small bodies are drained.
+pub async fn discard(
+    headers: &HeaderMap,
+    mut body: axum::body::Body,
+    timeout: std::time::Duration,
+) {
+    if declared_length(headers).is_some_and(|n| n > DISCARD_MAX) {
+        return;
+    }
+    drain(&mut body, DISCARD_MAX, timeout).await;
+}
+
 pub async fn read(
     gw: &Gateway,
     headers: &HeaderMap,
-    body: axum::body::Body,
+    mut body: axum::body::Body,
 ) -> Result<Received, BodyError> {
     let limit = gw.server.max_body_bytes;
     let declared = declared_length(headers);
+    // An oversize message is answered by policy (often a reject the sender
+    // must see), so its body is drained, within the body timeout, for the
+    // client to get that answer rather than a reset connection.
     if declared.is_some_and(|n| n > limit) {
+        drain(&mut body, u64::MAX, gw.server.body_timeout).await;
         return Err(BodyError::TooLarge { limit });
     }
     let compressed = zstd_requested(headers)?;
@@ -142,7 +156,6 @@ pub async fn read(
 
     let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let read_all = async {
-        let mut body = body;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
             let Ok(chunk) = frame.into_data() else {
@@ -160,15 +173,25 @@ pub async fn read(
         }
         Ok(())
     };
-    tokio::time::timeout(gw.server.body_timeout, read_all)
+    let read = tokio::time::timeout(gw.server.body_timeout, read_all)
         .await
-        .map_err(|_| BodyError::Timeout(gw.server.body_timeout))??;
+        .map_err(|_| BodyError::Timeout(gw.server.body_timeout))?;
+    match read {
+        Ok(()) => {}
+        Err(BodyError::TooLarge { limit }) => {
+            drop(data);
+            drop(permit);
+            drain(&mut body, u64::MAX, gw.server.body_timeout).await;
+            return Err(BodyError::TooLarge { limit });
+        }
+        Err(e) => return Err(e),
+    }
 
     if !compressed {
         return Ok(Received {
             data,
             compressed,
-            _permit: permit,
+            permit,
         });
     }
     // The decompressed size is only known once decompressed: reserve the
@@ -186,7 +209,7 @@ pub async fn read(
     Ok(Received {
         data: decoded,
         compressed,
-        _permit: permit,
+        permit,
     })
 }
 

@@ -45,6 +45,12 @@ pub struct Gateway {
     pub inflight_kib: u32,
     /// Where a reload reads from: the config file and `--rules` override.
     pub reload_from: ReloadSource,
+    /// One reload at a time (SIGHUP and the API may race), so config and
+    /// engine always come from the same reload.
+    pub reload_lock: std::sync::Mutex<()>,
+    /// The last readiness probe, reused for a second: /readyz is open to
+    /// anyone and each probe is an fsync.
+    pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -79,8 +85,20 @@ impl Gateway {
         }
     }
 
-    /// Rules loaded and the spool writable.
+    /// Rules loaded and the spool writable (probed at most once a second).
     pub fn ready(&self) -> Result<(), String> {
+        let mut last = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, result)) = last.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return result.clone();
+        }
+        let result = self.probe();
+        *last = Some((std::time::Instant::now(), result.clone()));
+        result
+    }
+
+    fn probe(&self) -> Result<(), String> {
         let engine = self.pool.engine();
         if engine.rules.version.is_empty() {
             return Err("no rule set loaded".into());
@@ -201,6 +219,10 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_timeout)
+        // rspamd's proxy and Haraka send one `Rcpt:` header per recipient;
+        // hyper's default of 100 headers would turn a message to 100
+        // recipients into a 431 and a retry loop. Postfix allows 1000.
+        .max_headers(4096)
         .keep_alive(true)
         .max_buf_size(1 << 20);
     loop {

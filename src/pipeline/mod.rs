@@ -110,6 +110,17 @@ impl<'e> Inspector<'e> {
         self.inspect_visiting(submission, &mut |_, _| {})
     }
 
+    /// Like [`inspect`](Self::inspect), with the time budget counted from
+    /// `since` (when a service admitted the message) rather than from now,
+    /// so time spent waiting in a queue comes out of the same budget.
+    pub fn inspect_since(
+        &mut self,
+        submission: &Submission,
+        since: Instant,
+    ) -> Result<Report, PipelineError> {
+        self.guarded(submission, since, &mut |_, _| {})
+    }
+
     /// Like [`inspect`](Self::inspect), and hands every object's bytes to
     /// `visit` as it is found (for dumping objects, or benchmarks that need
     /// the extracted objects themselves).
@@ -118,7 +129,19 @@ impl<'e> Inspector<'e> {
         submission: &Submission,
         visit: &mut dyn FnMut(&Object, &[u8]),
     ) -> Result<Report, PipelineError> {
-        catch_unwind(AssertUnwindSafe(|| self.run(submission, visit))).map_err(|panic| {
+        self.guarded(submission, Instant::now(), visit)
+    }
+
+    fn guarded(
+        &mut self,
+        submission: &Submission,
+        budget_start: Instant,
+        visit: &mut dyn FnMut(&Object, &[u8]),
+    ) -> Result<Report, PipelineError> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.run(submission, budget_start, visit)
+        }))
+        .map_err(|panic| {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -129,11 +152,16 @@ impl<'e> Inspector<'e> {
         })
     }
 
-    fn run(&mut self, submission: &Submission, visit: &mut dyn FnMut(&Object, &[u8])) -> Report {
+    fn run(
+        &mut self,
+        submission: &Submission,
+        budget_start: Instant,
+        visit: &mut dyn FnMut(&Object, &[u8]),
+    ) -> Report {
         let start = Instant::now();
         let config = &self.engine.config;
         let mut state = State {
-            budget: Budget::new(config.limits.clone(), start),
+            budget: Budget::new(config.limits.clone(), budget_start),
             objects: Vec::new(),
             findings: Vec::new(),
             seen: HashMap::new(),

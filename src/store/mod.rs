@@ -71,6 +71,19 @@ impl Spool {
         for dir in [root.join("blobs"), root.join("records"), tmp.clone()] {
             fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         }
+        // The 256 fan-out directories exist (and are durable) before any
+        // blob is written, so a blob's directory entry never outlives a
+        // crash less well than its record.
+        let blobs = root.join("blobs");
+        for i in 0..=255u8 {
+            let dir = blobs.join(format!("{i:02x}"));
+            fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        }
+        for dir in [&blobs, &root, data_dir] {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("syncing directory", dir))?;
+        }
         Ok(Spool {
             root,
             tmp,
@@ -97,9 +110,7 @@ impl Spool {
             &sha256[..16],
             self.counter.fetch_add(1, Ordering::Relaxed)
         );
-        let blob_dir = self.root.join("blobs").join(&sha256[..2]);
-        fs::create_dir_all(&blob_dir).map_err(io("creating", &blob_dir))?;
-        let blob = blob_dir.join(&sha256);
+        let blob = self.blob_path(&sha256);
         // Content-addressed: the same message quarantined twice is one blob.
         if !blob.exists() {
             self.write_atomic(&blob, raw)?;
