@@ -432,12 +432,10 @@ fn oversize_messages_are_answered_by_policy_without_being_read() {
     assert_response("/v1/scan", "post", 413, &v.json());
 }
 
-#[test]
-fn a_full_pool_answers_tempfail_at_once_and_recovers() {
-    // One worker, no queue: a second message while one is inspected is
-    // refused, not queued. The ratio bomb keeps the worker busy a while.
-    let s = Server::start("[server]\nworkers = 1\nqueue = 0\n");
-    let slow = portcullis::samples::message(
+/// A message that keeps a worker busy for a while: unpacking 48 MiB of
+/// zeros up to the ratio limit.
+fn slow_message() -> Vec<u8> {
+    portcullis::samples::message(
         "slow",
         "unpacks 48 MiB of zeros up to the ratio limit",
         &[portcullis::samples::attachment(
@@ -445,15 +443,20 @@ fn a_full_pool_answers_tempfail_at_once_and_recovers() {
             "zeros.zip",
             &sample("bomb_ratio.zip"),
         )],
-    );
-    // While the worker is busy with the slow message (seen in the metrics),
-    // a second message is refused at once. If the slow one finished before
-    // the second arrived, try again: the outcome must not hang on timing.
-    let clean = sample("clean_plain.eml");
-    let mut refusal = None;
+    )
+}
+
+/// Runs `probe` while the server's only worker inspects `slow` (seen in
+/// /metrics). If the slow message finished before the probe could run,
+/// tries again: the outcome must not depend on timing.
+fn while_the_worker_is_busy<T>(
+    s: &Server,
+    slow: &[u8],
+    probe: impl Fn() -> Option<T> + Sync,
+) -> Option<T> {
     for _ in 0..30 {
-        let (slow_status, second) = std::thread::scope(|scope| {
-            let slow_req = scope.spawn(|| s.post("/checkv2", &[], &slow).status);
+        let (slow_status, seen) = std::thread::scope(|scope| {
+            let slow_req = scope.spawn(|| s.post("/checkv2", &[], slow).status);
             let busy = crate::harness::eventually(Duration::from_secs(30), || {
                 if slow_req.is_finished() {
                     return Some(false);
@@ -462,17 +465,31 @@ fn a_full_pool_answers_tempfail_at_once_and_recovers() {
                     .contains("portcullis_pool_busy 1\n")
                     .then_some(true)
             });
-            let second = (busy == Some(true)).then(|| s.post("/checkv2", &[], &clean));
-            (slow_req.join().unwrap(), second)
+            let seen = (busy == Some(true)).then(&probe).flatten();
+            (slow_req.join().unwrap(), seen)
         });
         assert_eq!(slow_status, 200, "the admitted message is answered");
-        if let Some(r) = second
-            && r.status == 503
-        {
-            refusal = Some(r);
-            break;
+        if seen.is_some() {
+            return seen;
         }
     }
+    None
+}
+
+#[test]
+fn a_full_pool_answers_tempfail_at_once_and_recovers() {
+    // One worker, no queue: a second message while one is inspected is
+    // refused, not queued. The ratio bomb keeps the worker busy a while.
+    let s = Server::start("[server]\nworkers = 1\nqueue = 0\n");
+    let slow = slow_message();
+    // While the worker is busy with the slow message (seen in the metrics),
+    // a second message is refused at once. If the slow one finished before
+    // the second arrived, try again: the outcome must not hang on timing.
+    let clean = sample("clean_plain.eml");
+    let refusal = while_the_worker_is_busy(&s, &slow, || {
+        let r = s.post("/checkv2", &[], &clean);
+        (r.status == 503).then_some(r)
+    });
     let refused = refusal.expect("a message arriving while the only worker is busy is refused");
     let v = refused.json();
     assert_eq!(v["action"], "soft reject");
@@ -816,4 +833,30 @@ fn json_logs_carry_the_message_span() {
     assert_eq!(v["span"]["door"], "rspamd");
     assert_eq!(v["span"]["message_id"], "<zip@example.org>");
     assert_eq!(v["fields"]["action"], "reject");
+}
+
+#[test]
+fn mta_hooks_stages_before_data_are_not_shed_when_the_pool_is_full() {
+    // Only the data stage uses the pool; refusing a connect or rcpt hook
+    // because scanning is busy would turn overload into refused sessions.
+    let s = Server::start("[server]\nworkers = 1\nqueue = 0\n");
+    let rcpt = serde_json::json!({
+        "context": {"stage": "rcpt", "client": {"ip": "192.0.2.10", "helo": "mx"}, "protocol": {"version": 1}},
+        "envelope": {"from": {"address": "a@example.org"}, "to": [{"address": "b@example.com"}]}
+    })
+    .to_string();
+    let data = serde_json::json!({
+        "context": {"stage": "data", "protocol": {"version": 1}},
+        "message": {"headers": [["Subject", " hi\r\n"]], "contents": "hello\r\n"}
+    })
+    .to_string();
+    let seen = while_the_worker_is_busy(&s, &slow_message(), || {
+        let stage = s.post("/mta-hooks", &[], rcpt.as_bytes()).json();
+        let data = s.post("/mta-hooks", &[], data.as_bytes()).json();
+        // Both while the worker is busy: data is refused, rcpt is not.
+        (data["response"]["status"] == 451).then_some((stage, data))
+    })
+    .expect("a data-stage hook arriving while the worker is busy is refused");
+    assert_eq!(seen.0, serde_json::json!({"action": "accept"}));
+    assert_eq!(seen.1["action"], "reject");
 }
