@@ -35,7 +35,14 @@ impl Server {
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, config).expect("config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--milter-listen",
+                "none",
+                "--config",
+            ])
             .arg(&cfg)
             .arg("--data-dir")
             .arg(dir.path().join("var"))

@@ -291,9 +291,68 @@ pub enum QuarantineSignal {
     Hold,
 }
 
+/// Where the milter door listens: `127.0.0.1:11332` or `unix:/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilterListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl FromStr for MilterListen {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "milter listen {s:?}: a unix socket needs an absolute path"
+                )));
+            }
+            return Ok(MilterListen::Unix(PathBuf::from(path)));
+        }
+        parse_listen(s.strip_prefix("inet:").unwrap_or(s)).map(MilterListen::Tcp)
+    }
+}
+
+impl fmt::Display for MilterListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MilterListen::Tcp(a) => write!(f, "inet:{a}"),
+            MilterListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// What a quarantine verdict does at a milter MTA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MilterQuarantine {
+    /// Held in our quarantine only; the MTA is told to discard its copy.
+    #[default]
+    Own,
+    /// Also put in the MTA's hold queue (SMFIR_QUARANTINE).
+    Hold,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilterConfig {
+    /// Empty turns the milter door off.
+    pub listen: Vec<MilterListen>,
+    pub quarantine: MilterQuarantine,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            listen: vec![MilterListen::Tcp(SocketAddr::from(([127, 0, 0, 1], 11332)))],
+            quarantine: MilterQuarantine::Own,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
+    pub milter: MilterConfig,
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub server: ServerConfig,
@@ -376,6 +435,15 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     doors: RawDoors,
+    #[serde(default)]
+    milter: RawMilter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMilter {
+    listen: Option<Vec<String>>,
+    quarantine: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -568,7 +636,27 @@ impl RawConfig {
                 )));
             }
         };
+        let milter = MilterConfig {
+            listen: match self.milter.listen {
+                None => d.milter.listen,
+                Some(list) => list
+                    .iter()
+                    .map(|l| l.parse())
+                    .collect::<Result<Vec<_>, _>>()?,
+            },
+            quarantine: match self.milter.quarantine.as_deref() {
+                None => d.milter.quarantine,
+                Some("own") => MilterQuarantine::Own,
+                Some("hold") => MilterQuarantine::Hold,
+                Some(other) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "milter.quarantine = {other:?}: expected \"own\" or \"hold\""
+                    )));
+                }
+            },
+        };
         Ok(Config {
+            milter,
             limits,
             policy,
             server,

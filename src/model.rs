@@ -362,10 +362,18 @@ pub enum Door {
     Rspamd,
     /// `POST /mta-hooks`
     MtaHooks,
+    /// Sendmail milter protocol (Postfix, Sendmail)
+    Milter,
 }
 
 impl Door {
-    pub const ALL: [Door; 4] = [Door::Native, Door::Scan, Door::Rspamd, Door::MtaHooks];
+    pub const ALL: [Door; 5] = [
+        Door::Native,
+        Door::Scan,
+        Door::Rspamd,
+        Door::MtaHooks,
+        Door::Milter,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -373,6 +381,7 @@ impl Door {
             Door::Scan => "scan",
             Door::Rspamd => "rspamd",
             Door::MtaHooks => "mta_hooks",
+            Door::Milter => "milter",
         }
     }
 }

@@ -120,7 +120,10 @@ fn rspamc_with_no_flags_reaches_a_gateway_started_with_no_config() {
     require("rspamc");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(crate::harness::bin());
-    cmd.arg("serve").current_dir(dir.path());
+    // Default HTTP listeners; the milter one moved off 11332 so that tests
+    // running at the same time cannot collide on it.
+    cmd.args(["serve", "--milter-listen", "127.0.0.1:0"])
+        .current_dir(dir.path());
     let _s = Server::spawn(cmd, tempfile::tempdir().unwrap());
     let out = Command::new("rspamc")
         .stdin(Stdio::piped())

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    milter: Arc<Mutex<Option<SocketAddr>>>,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
 }
@@ -41,6 +42,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir.path().join("var"))
+            .args(["--milter-listen", "127.0.0.1:0"])
             .args(extra)
             .current_dir(dir.path());
         Server::spawn(cmd, dir)
@@ -57,10 +59,15 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let log2 = Arc::clone(&log);
+        let milter = Arc::new(Mutex::new(None));
+        let milter2 = Arc::clone(&milter);
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("portcullis: milter listening on inet:") {
+                    *milter2.lock().unwrap() = addr.trim().parse().ok();
+                }
                 if let Some(addr) = line.strip_prefix("portcullis: listening on http://")
                     && let Some(tx) = tx.take()
                 {
@@ -82,9 +89,16 @@ impl Server {
         Server {
             child: Some(child),
             addr,
+            milter,
             dir,
             log,
         }
+    }
+
+    /// The milter door's TCP address (printed right after the HTTP ones).
+    pub fn milter_addr(&self) -> SocketAddr {
+        eventually(Duration::from_secs(30), || *self.milter.lock().unwrap())
+            .unwrap_or_else(|| panic!("no milter listener; log:\n{}", self.log()))
     }
 
     pub fn log(&self) -> String {

@@ -779,8 +779,14 @@ fn sigterm_drains_requests_in_flight_then_exits() {
 fn starts_with_no_config_at_all_and_config_check_explains_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(crate::harness::bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--milter-listen",
+        "127.0.0.1:0",
+    ])
+    .current_dir(dir.path());
     let s = Server::spawn(cmd, tempfile::tempdir().unwrap());
     assert_eq!(s.get("/readyz").status, 200);
     assert!(

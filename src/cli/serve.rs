@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// State directory (quarantine spool); replaces `server.data_dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Milter listen address, `ADDR:PORT` or `unix:/path` (repeatable);
+    /// replaces `milter.listen`. `--milter-listen none` turns it off.
+    #[arg(long, value_name = "ADDR")]
+    milter_listen: Vec<String>,
     /// Rules directory; replaces `rules.dir` (default: the bundled rules).
     #[arg(long, value_name = "DIR")]
     rules: Option<PathBuf>,
@@ -46,6 +50,9 @@ fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
     if let Some(dir) = &source.data_dir {
         config.server.data_dir = dir.clone();
     }
+    if let Some(milter) = &source.milter_listen {
+        config.milter.listen = milter.clone();
+    }
     if let Some(dir) = &source.rules {
         config.rules_dir = Some(dir.clone());
     }
@@ -63,8 +70,10 @@ pub fn reload(gw: &Gateway) -> anyhow::Result<String> {
     let result = load(&gw.reload_from);
     gw.metrics.reload(result.is_ok());
     let (config, rules) = result?;
-    if config.server != gw.server {
-        tracing::warn!("[server] settings changed: they take effect on restart, not on reload");
+    if config.server != gw.server || config.milter.listen != gw.live().milter.listen {
+        tracing::warn!(
+            "[server] and milter.listen changed: they take effect on restart, not on reload"
+        );
     }
     let version = rules.version.clone();
     let count = rules.rule_count;
@@ -85,11 +94,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?,
         )
     };
+    let milter_listen = if args.milter_listen.is_empty() {
+        None
+    } else if args.milter_listen.iter().any(|l| l == "none") {
+        Some(Vec::new())
+    } else {
+        Some(
+            args.milter_listen
+                .iter()
+                .map(|l| l.parse())
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
     let source = ReloadSource {
         config: args.config,
         rules: args.rules,
         listen,
         data_dir: args.data_dir,
+        milter_listen,
     };
     let (config, rules) = load(&source)?;
     let server = config.server.clone();
@@ -145,6 +167,16 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
         eprintln!("portcullis: listening on http://{bound}");
         listeners.push(l);
     }
+    let mut milters = Vec::new();
+    for listen in &gw.live().milter.listen {
+        let l = crate::doors::milter::bind(listen).await.with_context(|| {
+            format!("cannot listen for milter on {listen} (set milter.listen or --milter-listen)")
+        })?;
+        let bound = crate::doors::milter::local_addr(&l, listen);
+        tracing::info!(address = %bound, "milter listening");
+        eprintln!("portcullis: milter listening on {bound}");
+        milters.push(l);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(Semaphore::new(gw.server.max_connections));
     let router = crate::http::router(Arc::clone(&gw));
@@ -155,6 +187,12 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
         let connections = Arc::clone(&connections);
         let stop = stop_rx.clone();
         tasks.spawn(async move { crate::http::serve(l, router, &server, connections, stop).await });
+    }
+
+    for l in milters {
+        let gw = Arc::clone(&gw);
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { crate::doors::milter::serve(gw, l, stop).await });
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -7,6 +7,7 @@
 //! internal error, a spool that will not write), the answer is the
 //! protocol's tempfail, so the MTA keeps the message and retries.
 
+pub mod milter;
 pub mod mta_hooks;
 pub mod native;
 pub mod rspamd;

@@ -61,6 +61,7 @@ pub struct ReloadSource {
     /// does not report them as changed.
     pub listen: Option<Vec<SocketAddr>>,
     pub data_dir: Option<PathBuf>,
+    pub milter_listen: Option<Vec<crate::config::MilterListen>>,
 }
 
 impl Gateway {
