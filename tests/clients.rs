@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-fn require(program: &str) {
+pub fn require(program: &str) {
     assert!(
         have(program),
         "{program} is not installed: run ./scripts/test (it installs the test peers)"
@@ -160,7 +160,7 @@ fn haraka_bin() -> PathBuf {
     path
 }
 
-struct Peer {
+pub struct Peer {
     child: Child,
     name: &'static str,
     log: PathBuf,
@@ -170,7 +170,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -245,7 +245,7 @@ fn spawn_logged(name: &'static str, mut cmd: Command, log: &Path) -> Peer {
 }
 
 /// swaks to 127.0.0.1:port; returns its exit code and transcript.
-fn swaks(port: u16, to: &[&str], message: &[u8], dir: &Path) -> (i32, String) {
+pub fn swaks(port: u16, to: &[&str], message: &[u8], dir: &Path) -> (i32, String) {
     require("swaks");
     let file = dir.join(format!("swaks-{}.eml", free_port()));
     std::fs::write(&file, message).unwrap();
@@ -265,7 +265,7 @@ fn swaks(port: u16, to: &[&str], message: &[u8], dir: &Path) -> (i32, String) {
 }
 
 /// The last server reply line swaks printed (`<- ` or `<** `).
-fn last_reply(transcript: &str) -> String {
+pub fn last_reply(transcript: &str) -> String {
     transcript
         .lines()
         .filter(|l| l.starts_with("<- ") || l.starts_with("<** "))
@@ -387,7 +387,7 @@ fn run_ok(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", text(&out));
 }
 
-fn maildir_messages(lab: &Path) -> Vec<String> {
+pub fn maildir_messages(lab: &Path) -> Vec<String> {
     let new = lab.join("mail/Maildir/new");
     std::fs::read_dir(new)
         .map(|d| {
@@ -402,9 +402,10 @@ fn maildir_messages(lab: &Path) -> Vec<String> {
 /// Portcullis `/checkv2`, each a real process on loopback high ports, the
 /// way deploy/postfix describes. Needs root: Postfix's master and rspamd
 /// drop privileges themselves.
-#[test]
-fn postfix_through_the_rspamd_proxy() {
-    require("rspamd");
+/// A private Postfix on 127.0.0.1 with `smtpd_milters` pointing at
+/// `milter_port` and `milter_default_action = tempfail`, delivering
+/// example.test into `lab/mail/Maildir`. Returns it and its SMTP port.
+pub fn start_postfix(lab: &Path, milter_port: u16, extra_vars: &[(&str, String)]) -> (Peer, u16) {
     require("swaks");
     let postfix_daemons = Command::new("postconf")
         .args(["-h", "daemon_directory"])
@@ -412,17 +413,14 @@ fn postfix_through_the_rspamd_proxy() {
         .expect("postconf (Debian package postfix): run ./scripts/test");
     let master =
         PathBuf::from(String::from_utf8_lossy(&postfix_daemons.stdout).trim()).join("master");
-    let s = Server::start("");
-    let lab_dir = tempfile::tempdir().unwrap();
-    let lab = lab_dir.path();
-    let (p1, p2) = (free_port(), free_port());
-    let vars = [
+    let p1 = free_port();
+    let mut vars = vec![
         ("LAB", lab.display().to_string()),
         ("P1", p1.to_string()),
-        ("P2", p2.to_string()),
-        ("P3", s.addr.port().to_string()),
+        ("P2", milter_port.to_string()),
     ];
-    for d in ["etc", "mail", "rspamd", "spool"] {
+    vars.extend(extra_vars.iter().cloned());
+    for d in ["etc", "mail", "spool"] {
         std::fs::create_dir_all(lab.join(d)).unwrap();
     }
     // Postfix (as user postfix) and the virtual agent (as nobody) must
@@ -443,13 +441,6 @@ fn postfix_through_the_rspamd_proxy() {
         render(include_str!("peers/postfix/master.cf.in"), &vars),
     )
     .unwrap();
-    std::fs::write(
-        lab.join("rspamd/rspamd.conf"),
-        render(include_str!("peers/postfix/rspamd.conf.in"), &vars),
-    )
-    .unwrap();
-    // A one-line TLD list saves rspamd ~13 s of start-up.
-    std::fs::write(lab.join("rspamd/tld.dat"), "com\n").unwrap();
     // Postfix will not read a config file changed in the last seconds.
     run_ok(
         Command::new("touch")
@@ -457,21 +448,6 @@ fn postfix_through_the_rspamd_proxy() {
             .arg(lab.join("etc/main.cf"))
             .arg(lab.join("etc/master.cf")),
     );
-
-    let mut cmd = Command::new("setsid");
-    cmd.args(["rspamd", "-f", "-u", "nobody", "-g", "nogroup", "-c"])
-        .arg(lab.join("rspamd/rspamd.conf"));
-    let mut rspamd = spawn_logged("rspamd", cmd, &lab.join("rspamd/stdout.log"));
-    rspamd.group = true;
-    rspamd.stop_signal = "TERM";
-    rspamd.log = lab.join("rspamd/rspamd.log");
-    rspamd.wait_for("starting rspamd_proxy process");
-    assert!(
-        eventually(Duration::from_secs(30), || listening(p2).then_some(())).is_some(),
-        "rspamd proxy not listening:\n{}",
-        rspamd.log()
-    );
-
     let check = Command::new("postfix")
         .arg("-c")
         .arg(lab.join("etc"))
@@ -500,6 +476,43 @@ fn postfix_through_the_rspamd_proxy() {
         "postfix not listening:\n{}",
         postfix.log()
     );
+    (postfix, p1)
+}
+
+#[test]
+fn postfix_through_the_rspamd_proxy() {
+    require("rspamd");
+    let s = Server::start("");
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = lab_dir.path();
+    let p2 = free_port();
+    let vars = [
+        ("LAB", lab.display().to_string()),
+        ("P2", p2.to_string()),
+        ("P3", s.addr.port().to_string()),
+    ];
+    std::fs::create_dir_all(lab.join("rspamd")).unwrap();
+    std::fs::write(
+        lab.join("rspamd/rspamd.conf"),
+        render(include_str!("peers/postfix/rspamd.conf.in"), &vars),
+    )
+    .unwrap();
+    // A one-line TLD list saves rspamd ~13 s of start-up.
+    std::fs::write(lab.join("rspamd/tld.dat"), "com\n").unwrap();
+    let mut cmd = Command::new("setsid");
+    cmd.args(["rspamd", "-f", "-u", "nobody", "-g", "nogroup", "-c"])
+        .arg(lab.join("rspamd/rspamd.conf"));
+    let mut rspamd = spawn_logged("rspamd", cmd, &lab.join("rspamd/stdout.log"));
+    rspamd.group = true;
+    rspamd.stop_signal = "TERM";
+    rspamd.log = lab.join("rspamd/rspamd.log");
+    rspamd.wait_for("starting rspamd_proxy process");
+    assert!(
+        eventually(Duration::from_secs(30), || listening(p2).then_some(())).is_some(),
+        "rspamd proxy not listening:\n{}",
+        rspamd.log()
+    );
+    let (postfix, p1) = start_postfix(lab, p2, &[]);
 
     // Clean mail is delivered, with our headers.
     let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);

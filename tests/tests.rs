@@ -5,8 +5,9 @@ mod openapi;
 mod util;
 
 mod cli;
-mod clients;
+pub mod clients;
 mod hostile;
+mod milter;
 mod rules;
 mod samples;
 mod serve;

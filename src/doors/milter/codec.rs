@@ -120,9 +120,12 @@ fn u32_at(data: &[u8], at: usize, what: &'static str) -> Result<u32, CodecError>
         .ok_or(CodecError::Truncated(what))
 }
 
+/// One packet split off a stream: command byte, data, bytes used.
+pub type Packet<'a> = (u8, &'a [u8], usize);
+
 /// Splits one packet off the front of `buf`: `Ok(None)` when more bytes
 /// are needed; an error when the stream cannot be a milter conversation.
-pub fn split_packet(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, CodecError> {
+pub fn split_packet(buf: &[u8]) -> Result<Option<Packet<'_>>, CodecError> {
     let Some(len) = buf.get(..4) else {
         return Ok(None);
     };

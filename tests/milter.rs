@@ -1,0 +1,245 @@
+//! The milter door with real MTAs' milter clients: miltertest (the
+//! libmilter test driver, Debian package miltertest) scripts in
+//! tests/peers/milter/, and a private Postfix with `smtpd_milters` pointing
+//! straight at Portcullis, mail injected with swaks.
+
+use crate::clients::{last_reply, maildir_messages, require, start_postfix, swaks};
+use crate::harness::{Server, eventually, sample};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/milter");
+
+/// Runs a miltertest script against `server`'s milter door; `vars` are
+/// passed with -D. Panics with miltertest's output unless it succeeds.
+fn miltertest(server: &Server, script: &str, vars: &[(&str, &Path)], extra: &[(&str, &str)]) {
+    require("miltertest");
+    let mut cmd = Command::new("miltertest");
+    cmd.arg("-D")
+        .arg(format!("port={}", server.milter_addr().port()))
+        .arg("-D")
+        .arg(format!("lib={PEERS}/send.lua"));
+    for (k, v) in vars {
+        cmd.arg("-D").arg(format!("{k}={}", v.display()));
+    }
+    for (k, v) in extra {
+        cmd.arg("-D").arg(format!("{k}={v}"));
+    }
+    let out = cmd
+        .arg("-s")
+        .arg(if script.starts_with('/') {
+            script.to_string()
+        } else {
+            format!("{PEERS}/{script}")
+        })
+        .output()
+        .expect("running miltertest");
+    assert!(
+        out.status.success(),
+        "miltertest {script} failed:\n{}{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+fn records(s: &Server) -> usize {
+    std::fs::read_dir(s.dir.path().join("var/quarantine/records"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn miltertest_clean_reject_and_abort() {
+    let s = Server::start("");
+    let dir = tempfile::tempdir().unwrap();
+    // The sender's own verdict header must go.
+    let forged = [
+        b"X-Portcullis-Action: accept\r\n".as_slice(),
+        &sample("clean_plain.eml"),
+    ]
+    .concat();
+    let clean = write(dir.path(), "clean.eml", &forged);
+    let eicar = write(dir.path(), "eicar.eml", &sample("eicar_zip.eml"));
+    miltertest(&s, "clean.lua", &[("msg", &clean)], &[]);
+    miltertest(&s, "reject.lua", &[("msg", &eicar)], &[]);
+    miltertest(&s, "abort.lua", &[("msg", &clean), ("bad", &eicar)], &[]);
+
+    // Garbage and a half conversation leave the listener healthy.
+    let addr = s.milter_addr();
+    let mut junk = std::net::TcpStream::connect(addr).unwrap();
+    junk.write_all(b"\x00\x00\x00\x05Zjunk\xff\xff\xff\xff")
+        .unwrap();
+    let mut huge = std::net::TcpStream::connect(addr).unwrap();
+    huge.write_all(b"\x7f\xff\xff\xffB").unwrap();
+    let mut half = std::net::TcpStream::connect(addr).unwrap();
+    half.write_all(b"\x00\x00\x00\x0dO\x00\x00\x00\x06")
+        .unwrap();
+    drop(half);
+    // The broken ones are closed by the server, not left hanging.
+    let mut buf = [0u8; 16];
+    junk.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(std::io::Read::read(&mut junk, &mut buf).unwrap_or(0), 0);
+    miltertest(&s, "clean.lua", &[("msg", &clean)], &[]);
+
+    let m = s.metrics();
+    assert!(
+        m.contains("portcullis_messages_total{door=\"milter\",action=\"accept\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_messages_total{door=\"milter\",action=\"reject\"} 1"),
+        "{m}"
+    );
+    assert!(s.log().contains("queue_id=\"QCLEAN1\""), "{}", s.log());
+}
+
+#[test]
+fn miltertest_quarantine_own_and_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = write(dir.path(), "q.eml", &sample("html_smuggling.eml"));
+    let own = Server::start("");
+    miltertest(&own, "quarantine.lua", &[("msg", &msg)], &[("mode", "own")]);
+    assert_eq!(
+        records(&own),
+        1,
+        "held in our quarantine before the discard"
+    );
+    let hold = Server::start("[milter]\nquarantine = \"hold\"\n");
+    miltertest(
+        &hold,
+        "quarantine.lua",
+        &[("msg", &msg)],
+        &[("mode", "hold")],
+    );
+    assert_eq!(records(&hold), 1);
+}
+
+#[test]
+fn miltertest_oversize_and_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("milter.sock");
+    let s = Server::start_args(
+        "[server]\nmax_body_bytes = 500\n",
+        &["--milter-listen", &format!("unix:{}", sock.display())],
+    );
+    let eicar = write(dir.path(), "eicar.eml", &sample("eicar_zip.eml"));
+    // Over the limit: policy.on_oversize (reject, 552 5.3.4), never read.
+    let script = write(
+        dir.path(),
+        "oversize.lua",
+        br#"dofile(lib)
+local conn = connect_and_negotiate()
+send_message(conn, msg, "QBIG")
+if mt.eom(conn) ~= nil then error("eom") end
+if not mt.eom_check(conn, MT_SMTPREPLY, "552", "5.3.4", "Message too big for content inspection") then error("expected 552 5.3.4") end
+mt.disconnect(conn)
+"#,
+    );
+    miltertest(&s, script.to_str().unwrap(), &[("msg", &eicar)], &[]);
+    // The same door on a Unix socket.
+    let script = write(
+        dir.path(),
+        "unix.lua",
+        br#"local conn = mt.connect("unix:" .. sock, 10, 0.2)
+if conn == nil then error("cannot connect to " .. sock) end
+if mt.negotiate(conn, nil, nil, nil) ~= nil then error("negotiate") end
+if mt.conninfo(conn, "localhost", "127.0.0.1") ~= nil then error("conninfo") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("connect reply") end
+mt.disconnect(conn)
+"#,
+    );
+    miltertest(&s, script.to_str().unwrap(), &[("sock", &sock)], &[]);
+}
+
+/// Postfix with `smtpd_milters` straight at Portcullis: no proxy between.
+#[test]
+fn postfix_with_portcullis_as_its_milter() {
+    let s = Server::start("");
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = lab_dir.path();
+    let (postfix, p1) = start_postfix(lab, s.milter_addr().port(), &[]);
+
+    let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
+    assert_eq!(code, 0, "{t}\n{}", postfix.log());
+    let delivered = eventually(Duration::from_secs(30), || {
+        let m = maildir_messages(lab);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("nothing delivered:\n{}", postfix.log()));
+    assert!(
+        delivered[0].contains("X-Portcullis-Action: accept"),
+        "{}",
+        delivered[0]
+    );
+
+    let (code, t) = swaks(p1, &["user@example.test"], &sample("eicar_zip.eml"), lab);
+    assert_ne!(code, 0, "{t}");
+    assert!(
+        last_reply(&t).contains("554 5.7.1 Message rejected by content policy (EICAR_Test_File)"),
+        "{t}"
+    );
+
+    // Quarantined: accepted from the sender, discarded by Postfix, held by us.
+    let (code, t) = swaks(
+        p1,
+        &["user@example.test"],
+        &sample("html_smuggling.eml"),
+        lab,
+    );
+    assert_eq!(code, 0, "{t}");
+    assert_eq!(records(&s), 1);
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(s.dir.path().join("var/quarantine/records"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["door"], "milter");
+    assert_eq!(record["envelope"]["rcpt_to"][0], "user@example.test");
+    assert!(record["envelope"]["queue_id"].is_string(), "{record}");
+    assert!(
+        eventually(Duration::from_secs(30), || postfix
+            .log()
+            .contains("milter triggers DISCARD action")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        postfix.log()
+    );
+    let (code, t) = swaks(
+        p1,
+        &["user@example.test"],
+        &sample("clean_pdf_and_png.eml"),
+        lab,
+    );
+    assert_eq!(code, 0, "{t}");
+    let all = eventually(Duration::from_secs(30), || {
+        let m = maildir_messages(lab);
+        (m.len() == 2).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("second delivery missing:\n{}", postfix.log()));
+    assert!(!all.iter().any(|m| m.contains("invoice.html")));
+
+    // Portcullis stopped: milter_default_action = tempfail. No mail lost.
+    drop(s);
+    let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
+    assert_ne!(code, 0, "{t}");
+    assert!(last_reply(&t).contains(" 451 "), "{t}");
+    assert_eq!(maildir_messages(lab).len(), 2);
+}
