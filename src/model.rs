@@ -23,6 +23,9 @@ pub struct Envelope {
     pub helo: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_id: Option<String>,
+    /// The SMTP AUTH identity of the sender, when the MTA passes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_user: Option<String>,
 }
 
 /// How the root bytes are to be read.

@@ -114,6 +114,20 @@ fn miltertest_quarantine_own_and_hold() {
         1,
         "held in our quarantine before the discard"
     );
+    let record = std::fs::read_dir(own.dir.path().join("var/quarantine/records"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert_eq!(record["door"], "milter");
+    assert_eq!(record["envelope"]["queue_id"], "QHOLD1");
+    assert_eq!(record["envelope"]["auth_user"], "alice");
+    assert_eq!(record["envelope"]["client_ip"], "192.0.2.7");
+    assert_eq!(record["envelope"]["helo"], "client.example");
+    assert_eq!(record["envelope"]["mail_from"], "alice@example.org");
     let hold = Server::start("[milter]\nquarantine = \"hold\"\n");
     miltertest(
         &hold,

@@ -77,7 +77,11 @@ fn native_check_gives_verdicts_matching_the_openapi_document() {
 fn quarantine_is_on_disk_before_the_answer() {
     let s = Server::start("");
     let raw = sample("html_smuggling.eml");
-    let r = s.post("/v1/check?rcpt=victim%40example.com", &[], &raw);
+    let r = s.post(
+        "/v1/check?rcpt=victim%40example.com&auth_user=mallory",
+        &[],
+        &raw,
+    );
     let v = r.json();
     assert_response("/v1/check", "post", 200, &v);
     assert_eq!(v["action"], "quarantine");
@@ -90,6 +94,7 @@ fn quarantine_is_on_disk_before_the_answer() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record_path).expect("record written")).unwrap();
     assert_eq!(record["envelope"]["rcpt_to"][0], "victim@example.com");
+    assert_eq!(record["envelope"]["auth_user"], "mallory");
     assert_eq!(record["door"], "native");
     assert_eq!(record["report"]["action"], "quarantine");
     let sha = hex::encode(sha2::Sha256::digest(&raw));

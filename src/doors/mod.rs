@@ -353,7 +353,15 @@ pub fn envelope(
         client_ip: keep(client_ip).map(|s| self::client_ip(&s)),
         helo: keep(helo),
         queue_id: keep(queue_id),
+        auth_user: None,
     }
+}
+
+/// An optional envelope value with empty strings dropped.
+pub fn non_empty(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// How long the verdict took, for protocol fields that report it.

@@ -45,9 +45,17 @@ pub struct HookRequest {
 pub struct Context {
     pub stage: String,
     #[serde(default)]
+    pub sasl: Option<Sasl>,
+    #[serde(default)]
     pub client: Option<Client>,
     #[serde(default)]
     pub queue: Option<Queue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Sasl {
+    #[serde(default)]
+    pub login: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +306,7 @@ pub async fn hook(
         to: Vec::new(),
     });
     let client = request.context.client;
+    let auth_user = request.context.sasl.and_then(|s| s.login);
     let mut sub = Submission::mail(raw);
     sub.envelope = super::envelope(
         envelope.from.map(|a| a.address),
@@ -309,6 +318,7 @@ pub async fn hook(
             other => other.to_string(),
         }),
     );
+    sub.envelope.auth_user = super::non_empty(auth_user.as_deref());
     match super::inspect(&gw, door, sub, permit).await {
         Ok(c) => Json(response(&c, &message.headers)).into_response(),
         Err(e) => door_error(&e),

@@ -155,7 +155,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Envelope from `?from=&rcpt=&rcpt=&ip=&helo=&queue_id=` or the matching
 /// `X-Mail-From`, `X-Rcpt-To` (repeatable), `X-Client-IP`, `X-Helo`,
-/// `X-Queue-Id` headers; query parameters win.
+/// `X-Queue-Id`, `X-Auth-User` headers; query parameters win.
 fn envelope(query: &[(String, String)], headers: &HeaderMap) -> crate::model::Envelope {
     let q = |name: &str| {
         query
@@ -183,13 +183,15 @@ fn envelope(query: &[(String, String)], headers: &HeaderMap) -> crate::model::En
             .map(str::to_string)
             .collect();
     }
-    super::envelope(
+    let mut envelope = super::envelope(
         q("from").or_else(|| h("x-mail-from")),
         rcpt,
         q("ip").or_else(|| h("x-client-ip")),
         q("helo").or_else(|| h("x-helo")),
         q("queue_id").or_else(|| h("x-queue-id")),
-    )
+    );
+    envelope.auth_user = super::non_empty(q("auth_user").or_else(|| h("x-auth-user")).as_deref());
+    envelope
 }
 
 fn check_reply(c: &Checked, with_report: bool) -> CheckReply<'_> {

@@ -242,6 +242,8 @@ pub async fn dispatch(
         fields.one("helo"),
         fields.one("queue-id"),
     );
+    let mut envelope = envelope;
+    envelope.auth_user = super::non_empty(fields.one("user").as_deref());
     let flags = fields.flags();
     let accept_zstd = headers
         .get_all(header::ACCEPT_ENCODING)

@@ -225,6 +225,7 @@ impl Session {
                 self.helo.clone(),
                 self.macros.get("i").map(str::to_string),
             );
+            sub.envelope.auth_user = super::non_empty(self.macros.get("auth_authen"));
             let permit = match msg.permit {
                 Some(p) => p,
                 None => match Arc::clone(&self.gw.inflight).try_acquire_owned() {

@@ -33,7 +33,7 @@ end
 
 -- Sends a whole transaction up to (not including) end of message.
 function send_message(conn, path, queue_id)
-  mt.macro(conn, SMFIC_MAIL, "i", queue_id)
+  mt.macro(conn, SMFIC_MAIL, "i", queue_id, "{auth_authen}", "alice")
   if mt.mailfrom(conn, "<alice@example.org>") ~= nil then error("mailfrom") end
   if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mailfrom reply") end
   if mt.rcptto(conn, "<bob@example.com>") ~= nil then error("rcptto") end
