@@ -347,6 +347,23 @@ mod tests {
         assert!(parse(b'z', b"").is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn any_bytes_split_and_parse_without_panicking(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut buf = &data[..];
+            while let Ok(Some((cmd, body, used))) = split_packet(buf) {
+                let _ = parse(cmd, body);
+                buf = &buf[used..];
+            }
+        }
+
+        #[test]
+        fn every_command_byte_parses_or_errors_on_any_data(cmd in proptest::prelude::any::<u8>(), data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = parse(cmd, &data);
+        }
+    }
+
     #[test]
     fn replies_encode_with_length_and_nul_terminated_strings() {
         assert_eq!(encode(&Reply::Continue), vec![0, 0, 0, 1, b'c']);
