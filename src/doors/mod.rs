@@ -277,6 +277,18 @@ pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
     }
 }
 
+/// The bytes as the shared `Arc<[u8]>` a submission holds. That is a copy;
+/// for large bodies it happens on the blocking pool, not on the runtime.
+pub async fn shared(data: Vec<u8>) -> Result<Arc<[u8]>, DoorError> {
+    const ON_RUNTIME_MAX: usize = 1 << 20;
+    if data.len() <= ON_RUNTIME_MAX {
+        return Ok(data.into());
+    }
+    tokio::task::spawn_blocking(move || Arc::<[u8]>::from(data))
+        .await
+        .map_err(|_| DoorError::Internal)
+}
+
 /// The first value of a header in the message's header block, unfolded.
 /// Only for labels (Message-ID in logs, Subject for rspamd's rewrite): the
 /// pipeline parses MIME properly.

@@ -273,7 +273,7 @@ pub async fn hook(
     let crate::http::body::Received { data, permit, .. } = received;
     let parsed = tokio::task::spawn_blocking(move || {
         serde_json::from_slice::<HookRequest>(&data).map(|r| {
-            let raw = r.message.as_ref().map(HookMessage::raw);
+            let raw = r.message.as_ref().map(|m| Arc::<[u8]>::from(m.raw()));
             (r, raw)
         })
     })

@@ -234,7 +234,11 @@ pub async fn check(
         Err(e) => return door_error(&e),
         Ok(Intake::Oversize) => super::oversize(&gw, door, &live),
         Ok(Intake::Body(received)) => {
-            let mut sub = Submission::mail(received.data);
+            let raw = match super::shared(received.data).await {
+                Ok(r) => r,
+                Err(e) => return door_error(&e),
+            };
+            let mut sub = Submission::mail(raw);
             sub.envelope = envelope;
             match super::inspect(&gw, door, sub, received.permit).await {
                 Ok(c) => c,
@@ -290,7 +294,11 @@ pub async fn scan(
             )
         }
         Ok(Intake::Body(received)) => {
-            let sub = Submission::file(name, received.data);
+            let raw = match super::shared(received.data).await {
+                Ok(r) => r,
+                Err(e) => return door_error(&e),
+            };
+            let sub = Submission::file(name, raw);
             match super::inspect(&gw, door, sub, received.permit).await {
                 Ok(c) => Json(&c.report).into_response(),
                 Err(e) => door_error(&e),

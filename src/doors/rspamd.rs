@@ -256,7 +256,11 @@ pub async fn dispatch(
         Ok(Intake::Oversize) => (super::oversize(&gw, door, &live), false, None),
         Ok(Intake::Body(received)) => {
             let compressed = received.compressed;
-            let mut sub = Submission::mail(received.data);
+            let data = match super::shared(received.data).await {
+                Ok(r) => r,
+                Err(e) => return door_error(&e),
+            };
+            let mut sub = Submission::mail(data);
             sub.envelope = envelope;
             let raw = Arc::clone(&sub.raw);
             match super::inspect(&gw, door, sub, received.permit).await {

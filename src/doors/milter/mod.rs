@@ -215,7 +215,11 @@ impl Session {
         let checked = if msg.oversize {
             super::oversize(&self.gw, door, &live)
         } else {
-            let mut sub = Submission::mail(msg.raw);
+            let raw = match super::shared(msg.raw).await {
+                Ok(r) => r,
+                Err(e) => return vec![Reply::ReplyCode(e.reply().to_string())],
+            };
+            let mut sub = Submission::mail(raw);
             sub.envelope = super::envelope(
                 msg.mail_from.clone(),
                 msg.rcpt_to.clone(),
