@@ -22,7 +22,8 @@
 //! - [`pool`]: the bounded inspection pool (OS threads, one inspector
 //!   each); refuses at once when full.
 //! - [`http`]: listener, router, auth, bounded body reading.
-//! - [`doors`]: protocol mapping only: native JSON, rspamd, MTA Hooks.
+//! - [`doors`]: protocol mapping only: native JSON, rspamd, MTA Hooks,
+//!   milter (with its own codec).
 //! - [`store`]: the durable quarantine spool.
 //! - [`publish`]: Prometheus metrics.
 //! - [`cli`]: `serve`, `scan`, `rules check`, `config check`, `token new`,
