@@ -200,7 +200,15 @@ impl Session {
                 self.msg = Message::default();
                 Vec::new()
             }
-            Command::Quit | Command::QuitNewConnection => Vec::new(),
+            Command::Quit => Vec::new(),
+            // The socket is reused for a new SMTP session: forget this one.
+            Command::QuitNewConnection => {
+                self.macros = Macros::default();
+                self.client_ip = None;
+                self.helo = None;
+                self.msg = Message::default();
+                Vec::new()
+            }
         }
     }
 
