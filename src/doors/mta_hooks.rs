@@ -307,6 +307,13 @@ pub async fn hook(
     });
     let client = request.context.client;
     let auth_user = request.context.sasl.and_then(|s| s.login);
+    // Stalwart turns bytes that are not UTF-8 into U+FFFD before sending:
+    // what we inspect and would hold differs from what it received. Say so.
+    if memchr::memmem::find(&raw, "\u{FFFD}".as_bytes()).is_some() {
+        tracing::warn!(
+            "MTA Hooks message contains U+FFFD: 8-bit bytes were replaced before they reached us; the inspected copy differs from the original"
+        );
+    }
     let mut sub = Submission::mail(raw);
     sub.envelope = super::envelope(
         envelope.from.map(|a| a.address),
