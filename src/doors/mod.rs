@@ -19,7 +19,7 @@ use crate::model::{Action, Door, Envelope, Finding, FindingKind, LimitKind, Repl
 use crate::pipeline::{REPORT_SCHEMA, Report};
 use crate::pool::PoolError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// Why a door could not answer with a verdict.
@@ -56,9 +56,17 @@ impl DoorError {
         }
     }
 
-    /// The client's fault (4xx) rather than ours or the load's (5xx).
-    pub fn is_client_error(&self) -> bool {
-        matches!(self, DoorError::BadRequest(_) | DoorError::BodyTimeout)
+    /// The HTTP status for doors that report one.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            DoorError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DoorError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            DoorError::Overloaded | DoorError::Expired | DoorError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            DoorError::Internal | DoorError::Store => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
     /// What the MTA is told: always a temporary failure, so it retries.
@@ -102,14 +110,7 @@ pub async fn read_body(
     shed_when_full: bool,
 ) -> Result<Intake, DoorError> {
     if shed_when_full && gw.pool.is_full() {
-        crate::http::body::discard(
-            headers,
-            body,
-            gw.server
-                .body_timeout
-                .min(std::time::Duration::from_secs(5)),
-        )
-        .await;
+        crate::http::body::discard(gw, headers, body).await;
         gw.metrics.refused(door, DoorError::Overloaded.reason());
         return Err(DoorError::Overloaded);
     }
@@ -376,10 +377,6 @@ pub fn non_empty(v: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// How long the verdict took, for protocol fields that report it.
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
 
 #[cfg(test)]
 mod tests {

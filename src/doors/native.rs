@@ -87,14 +87,7 @@ pub fn error_response(status: StatusCode, error: String, reply: Reply) -> Respon
 }
 
 fn door_error(e: &DoorError) -> Response {
-    let status = match e {
-        DoorError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        DoorError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        DoorError::Overloaded | DoorError::Expired | DoorError::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        DoorError::Internal | DoorError::Store => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = e.status();
     let mut resp = error_response(status, e.to_string(), e.reply());
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
@@ -104,12 +97,8 @@ fn door_error(e: &DoorError) -> Response {
 }
 
 fn denied(d: auth::Denied) -> Response {
-    let status = match d {
-        auth::Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
-        auth::Denied::Forbidden => StatusCode::FORBIDDEN,
-    };
     error_response(
-        status,
+        d.status(),
         d.as_str().into(),
         Reply {
             code: 451,

@@ -169,15 +169,7 @@ fn soft_reject(status: StatusCode, error: &str, text: &str) -> Response {
 }
 
 fn door_error(e: &DoorError) -> Response {
-    let status = match e {
-        DoorError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        DoorError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        DoorError::Overloaded | DoorError::Expired | DoorError::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        DoorError::Internal | DoorError::Store => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    soft_reject(status, &e.to_string(), &e.reply().text)
+    soft_reject(e.status(), &e.to_string(), &e.reply().text)
 }
 
 /// Every path the router does not own.
@@ -202,12 +194,8 @@ pub async fn dispatch(
     let live = gw.live();
     if let Err(d) = auth::hook(&live.auth, peer, &headers) {
         gw.metrics.refused(door, d.as_str());
-        let status = match d {
-            auth::Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
-            auth::Denied::Forbidden => StatusCode::FORBIDDEN,
-        };
         return soft_reject(
-            status,
+            d.status(),
             d.as_str(),
             "Content filter refused the connection, try again later",
         );

@@ -32,15 +32,22 @@ impl Denied {
             Denied::Forbidden => "forbidden",
         }
     }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Denied::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
 }
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        let (status, text) = match self {
-            Denied::Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication required\n"),
-            Denied::Forbidden => (StatusCode::FORBIDDEN, "this token's role may not do that\n"),
+        let text = match self {
+            Denied::Unauthenticated => "authentication required\n",
+            Denied::Forbidden => "this token's role may not do that\n",
         };
-        let mut resp = (status, text).into_response();
+        let mut resp = (self.status(), text).into_response();
         if self == Denied::Unauthenticated {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

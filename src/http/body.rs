@@ -113,15 +113,16 @@ async fn drain(body: &mut axum::body::Body, max: u64, timeout: std::time::Durati
     let _ = tokio::time::timeout(timeout, drain).await;
 }
 
-/// A refusal before the body is used (busy): small bodies are drained.
-pub async fn discard(
-    headers: &HeaderMap,
-    mut body: axum::body::Body,
-    timeout: std::time::Duration,
-) {
+/// A refusal before the body is used (busy): small bodies are drained,
+/// for at most 5 s (a slow client must not hold a refusal open).
+pub async fn discard(gw: &Gateway, headers: &HeaderMap, mut body: axum::body::Body) {
     if declared_length(headers).is_some_and(|n| n > DISCARD_MAX) {
         return;
     }
+    let timeout = gw
+        .server
+        .body_timeout
+        .min(std::time::Duration::from_secs(5));
     drain(&mut body, DISCARD_MAX, timeout).await;
 }
 
@@ -143,14 +144,7 @@ pub async fn read(
     let Ok(mut permit) =
         Arc::clone(&gw.inflight).try_acquire_many_owned(declared.map_or(CHUNK_KIB, kib))
     else {
-        discard(
-            headers,
-            body,
-            gw.server
-                .body_timeout
-                .min(std::time::Duration::from_secs(5)),
-        )
-        .await;
+        discard(gw, headers, body).await;
         return Err(BodyError::Busy);
     };
 
