@@ -211,20 +211,35 @@ fn worker(rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats
                 break;
             }
             stats.queued.fetch_sub(1, Ordering::Relaxed);
-            let _done = InSystem(stats);
+            let done = InSystem(stats);
             let waited = job.admitted.elapsed();
-            if job.reply.is_closed() {
+            let Job {
+                submission,
+                admitted,
+                reply,
+                _hold,
+            } = job;
+            let result = if reply.is_closed() {
                 // The client went away while it waited: nobody to answer.
+                None
             } else if waited > current.config.limits.time_budget {
-                let _ = job.reply.send(Err(PoolError::Expired(waited)));
+                Some(Err(PoolError::Expired(waited)))
             } else {
                 stats.busy.fetch_add(1, Ordering::Relaxed);
                 // The budget started at admission: queueing counts.
                 let result = inspector
-                    .inspect_since(&job.submission, job.admitted)
+                    .inspect_since(&submission, admitted)
                     .map_err(PoolError::Pipeline);
                 stats.busy.fetch_sub(1, Ordering::Relaxed);
-                let _ = job.reply.send(result);
+                Some(result)
+            };
+            // Out of the books (and the memory share released) before the
+            // answer goes out: a client that sends its next message the
+            // moment it has this answer must find the room free.
+            drop((submission, _hold));
+            drop(done);
+            if let Some(result) = result {
+                let _ = reply.send(result);
             }
         }
     }

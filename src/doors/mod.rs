@@ -377,7 +377,6 @@ pub fn non_empty(v: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
