@@ -39,6 +39,23 @@ fn rspamc(server: &Server, args: &[&str], message: &[u8]) -> Output {
     out
 }
 
+/// rspamc reading the message from stdin, as a person would pipe it.
+fn rspamc_stdin(args: &[&str], message: &[u8]) -> Output {
+    require("rspamc");
+    Command::new("rspamc")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("piped").write_all(message)?;
+            c.wait_with_output()
+        })
+        .expect("running rspamc")
+}
+
 #[test]
 fn rspamc_prints_our_verdicts_plain_and_zstd() {
     let s = Server::start("");
@@ -93,23 +110,8 @@ fn rspamc_with_a_password_when_loopback_is_not_trusted() {
     ));
     let out = text(&rspamc(&s, &["-P", "s3cret"], &sample("eicar_zip.eml")));
     assert!(out.contains("Action: reject"), "{out}");
-    let out = Command::new("rspamc")
-        .args(["-h", &s.addr.to_string()])
-        .arg("-P")
-        .arg("wrong")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(&sample("clean_plain.eml"))?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let addr = s.addr.to_string();
+    let out = rspamc_stdin(&["-h", &addr, "-P", "wrong"], &sample("clean_plain.eml"));
     assert!(text(&out).contains("401"), "{}", text(&out));
 }
 
@@ -125,20 +127,7 @@ fn rspamc_with_no_flags_reaches_a_gateway_started_with_no_config() {
     cmd.args(["serve", "--milter-listen", "127.0.0.1:0"])
         .current_dir(dir.path());
     let _s = Server::spawn(cmd, tempfile::tempdir().unwrap());
-    let out = Command::new("rspamc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(&sample("eicar_zip.eml"))?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = rspamc_stdin(&[], &sample("eicar_zip.eml"));
     let t = text(&out);
     assert!(out.status.success() && t.contains("Action: reject"), "{t}");
 }
@@ -514,7 +503,24 @@ fn postfix_through_the_rspamd_proxy() {
     );
     let (postfix, p1) = start_postfix(lab, p2, &[]);
 
-    // Clean mail is delivered, with our headers.
+    let record = postfix_verdicts(&postfix, p1, lab, &s);
+    assert_eq!(record["door"], "rspamd");
+
+    // Portcullis down: the proxy fails, Postfix tempfails. Nothing is lost.
+    drop(s);
+    assert_postfix_tempfails(p1, lab);
+
+    // The proxy down too: milter_default_action = tempfail.
+    rspamd.stop();
+    assert_postfix_tempfails(p1, lab);
+}
+
+/// What every Postfix route must do, whatever sits between Postfix and
+/// Portcullis: clean mail delivered with our headers, EICAR rejected with
+/// our text, a quarantined message accepted from the sender but discarded
+/// by Postfix and held by us, and never delivered. Returns the quarantine
+/// record.
+pub fn postfix_verdicts(postfix: &Peer, p1: u16, lab: &Path, s: &Server) -> serde_json::Value {
     let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
     assert_eq!(code, 0, "{t}\n{}", postfix.log());
     let delivered = eventually(Duration::from_secs(30), || {
@@ -528,7 +534,6 @@ fn postfix_through_the_rspamd_proxy() {
         delivered[0]
     );
 
-    // EICAR in a zip is rejected with our text.
     let (code, t) = swaks(p1, &["user@example.test"], &sample("eicar_zip.eml"), lab);
     assert_ne!(code, 0, "{t}");
     let reply = last_reply(&t);
@@ -537,8 +542,6 @@ fn postfix_through_the_rspamd_proxy() {
         "{reply}"
     );
 
-    // A quarantined message is accepted from the sender, discarded by
-    // Postfix, and held in our spool.
     let (code, t) = swaks(
         p1,
         &["user@example.test"],
@@ -546,8 +549,8 @@ fn postfix_through_the_rspamd_proxy() {
         lab,
     );
     assert_eq!(code, 0, "{t}");
-    let records = s.dir.path().join("var/quarantine/records");
-    assert_eq!(std::fs::read_dir(&records).unwrap().count(), 1);
+    let records = s.quarantine_records();
+    assert_eq!(records.len(), 1, "held in our quarantine");
     assert!(
         eventually(Duration::from_secs(30), || postfix
             .log()
@@ -574,17 +577,15 @@ fn postfix_through_the_rspamd_proxy() {
         !all.iter().any(|m| m.contains("invoice.html")),
         "quarantined mail was delivered"
     );
+    records.into_iter().next().expect("one record")
+}
 
-    // Portcullis down: the proxy fails, Postfix tempfails. Nothing is lost.
-    drop(s);
+/// With the filter chain down, Postfix defers (451): nothing is delivered
+/// unscanned, nothing is lost.
+pub fn assert_postfix_tempfails(p1: u16, lab: &Path) {
+    let before = maildir_messages(lab).len();
     let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
     assert_ne!(code, 0, "{t}");
     assert!(last_reply(&t).contains(" 451 "), "{t}");
-
-    // The proxy down too: milter_default_action = tempfail.
-    rspamd.stop();
-    let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
-    assert_ne!(code, 0, "{t}");
-    assert!(last_reply(&t).contains(" 451 "), "{t}");
-    assert_eq!(maildir_messages(lab).len(), 2);
+    assert_eq!(maildir_messages(lab).len(), before);
 }

@@ -166,6 +166,20 @@ impl Server {
         self.request("GET", path, &[], b"")
     }
 
+    /// The quarantine records the server wrote, in no particular order.
+    pub fn quarantine_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_dir(self.dir.path().join("var/quarantine/records"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| {
+                        serde_json::from_slice(&std::fs::read(e.path()).expect("record"))
+                            .expect("record is JSON")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn metrics(&self) -> String {
         let r = self.get("/metrics");
         assert_eq!(r.status, 200, "{}", r.text());

@@ -3,8 +3,8 @@
 //! tests/peers/milter/, and a private Postfix with `smtpd_milters` pointing
 //! straight at Portcullis, mail injected with swaks.
 
-use crate::clients::{last_reply, maildir_messages, require, start_postfix, swaks};
-use crate::harness::{Server, eventually, sample};
+use crate::clients::{assert_postfix_tempfails, postfix_verdicts, require, start_postfix};
+use crate::harness::{Server, sample};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -49,12 +49,6 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, data).unwrap();
     p
-}
-
-fn records(s: &Server) -> usize {
-    std::fs::read_dir(s.dir.path().join("var/quarantine/records"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -110,18 +104,11 @@ fn miltertest_quarantine_own_and_hold() {
     let own = Server::start("");
     miltertest(&own, "quarantine.lua", &[("msg", &msg)], &[("mode", "own")]);
     assert_eq!(
-        records(&own),
+        own.quarantine_records().len(),
         1,
         "held in our quarantine before the discard"
     );
-    let record = std::fs::read_dir(own.dir.path().join("var/quarantine/records"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let record = &own.quarantine_records()[0];
     assert_eq!(record["door"], "milter");
     assert_eq!(record["envelope"]["queue_id"], "QHOLD1");
     assert_eq!(record["envelope"]["auth_user"], "alice");
@@ -135,7 +122,7 @@ fn miltertest_quarantine_own_and_hold() {
         &[("msg", &msg)],
         &[("mode", "hold")],
     );
-    assert_eq!(records(&hold), 1);
+    assert_eq!(hold.quarantine_records().len(), 1);
 }
 
 #[test]
@@ -183,77 +170,12 @@ fn postfix_with_portcullis_as_its_milter() {
     let lab = lab_dir.path();
     let (postfix, p1) = start_postfix(lab, s.milter_addr().port(), &[]);
 
-    let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
-    assert_eq!(code, 0, "{t}\n{}", postfix.log());
-    let delivered = eventually(Duration::from_secs(30), || {
-        let m = maildir_messages(lab);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("nothing delivered:\n{}", postfix.log()));
-    assert!(
-        delivered[0].contains("X-Portcullis-Action: accept"),
-        "{}",
-        delivered[0]
-    );
-
-    let (code, t) = swaks(p1, &["user@example.test"], &sample("eicar_zip.eml"), lab);
-    assert_ne!(code, 0, "{t}");
-    assert!(
-        last_reply(&t).contains("554 5.7.1 Message rejected by content policy (EICAR_Test_File)"),
-        "{t}"
-    );
-
-    // Quarantined: accepted from the sender, discarded by Postfix, held by us.
-    let (code, t) = swaks(
-        p1,
-        &["user@example.test"],
-        &sample("html_smuggling.eml"),
-        lab,
-    );
-    assert_eq!(code, 0, "{t}");
-    assert_eq!(records(&s), 1);
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            std::fs::read_dir(s.dir.path().join("var/quarantine/records"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let record = postfix_verdicts(&postfix, p1, lab, &s);
     assert_eq!(record["door"], "milter");
     assert_eq!(record["envelope"]["rcpt_to"][0], "user@example.test");
     assert!(record["envelope"]["queue_id"].is_string(), "{record}");
-    assert!(
-        eventually(Duration::from_secs(30), || postfix
-            .log()
-            .contains("milter triggers DISCARD action")
-            .then_some(()))
-        .is_some(),
-        "{}",
-        postfix.log()
-    );
-    let (code, t) = swaks(
-        p1,
-        &["user@example.test"],
-        &sample("clean_pdf_and_png.eml"),
-        lab,
-    );
-    assert_eq!(code, 0, "{t}");
-    let all = eventually(Duration::from_secs(30), || {
-        let m = maildir_messages(lab);
-        (m.len() == 2).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("second delivery missing:\n{}", postfix.log()));
-    assert!(!all.iter().any(|m| m.contains("invoice.html")));
 
     // Portcullis stopped: milter_default_action = tempfail. No mail lost.
     drop(s);
-    let (code, t) = swaks(p1, &["user@example.test"], &sample("clean_plain.eml"), lab);
-    assert_ne!(code, 0, "{t}");
-    assert!(last_reply(&t).contains(" 451 "), "{t}");
-    assert_eq!(maildir_messages(lab).len(), 2);
+    assert_postfix_tempfails(p1, lab);
 }
