@@ -167,6 +167,8 @@ pub struct AuthConfig {
     /// sha256 of the hook token; the token itself never sits in the config.
     pub hook_token_sha256: Option<[u8; 32]>,
     pub tokens: Vec<ApiToken>,
+    /// Web UI logins (API tokens log in too).
+    pub users: Vec<UiUser>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -175,6 +177,7 @@ impl fmt::Debug for AuthConfig {
             .field("hook_networks", &self.hook_networks)
             .field("hook_token", &self.hook_token_sha256.map(|_| "<sha256>"))
             .field("tokens", &self.tokens.len())
+            .field("users", &self.users)
             .finish()
     }
 }
@@ -197,6 +200,12 @@ pub enum Role {
     Operator,
     /// Everything, including reloads.
     Admin,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Role {
@@ -349,6 +358,136 @@ impl Default for MilterConfig {
     }
 }
 
+/// A user of the web UI. The password is kept as an argon2 PHC string
+/// (`portcullis user hash` makes one), never in clear.
+#[derive(Clone, PartialEq)]
+pub struct UiUser {
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UiUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UiUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The quarantine store and its retention.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineConfig {
+    /// sqlx URL of the index: `sqlite:PATH` or `postgres://…`. `None` is
+    /// SQLite in `server.data_dir/portcullis.db`.
+    pub database: Option<String>,
+    /// How long a held message is kept before it expires (and its bytes
+    /// are removed). Released messages keep their bytes as long.
+    pub retention: Duration,
+    /// How often expired messages are swept.
+    pub sweep_interval: Duration,
+    /// Who may download a held message's raw bytes (live malware).
+    pub raw_download_role: Role,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            database: None,
+            retention: Duration::from_secs(30 * 86400),
+            sweep_interval: Duration::from_secs(60),
+            raw_download_role: Role::Admin,
+        }
+    }
+}
+
+/// Releasing held mail: where it is re-injected and how recipients'
+/// links behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseConfig {
+    /// SMTP relay for released mail, `HOST:PORT`: an MTA listener that
+    /// delivers without sending the mail through the gateway again (or
+    /// does, and the release stamp lets it pass).
+    pub relay: String,
+    /// EHLO name; the host name when unset.
+    pub helo: Option<String>,
+    pub timeout: Duration,
+    /// Base URL of this gateway as recipients reach it, for links.
+    pub public_url: String,
+    /// How long a recipient's release link works.
+    pub link_ttl: Duration,
+    /// How long a release stamp lets the re-injected message pass.
+    pub stamp_ttl: Duration,
+    /// A finding with one of these severities makes a recipient's link ask
+    /// an operator instead of releasing.
+    pub request_only_severities: Vec<String>,
+    /// Likewise for findings that ask for one of these actions on their own.
+    pub request_only_actions: Vec<Action>,
+    /// 32+ random bytes that sign links, stamps and sessions. Default:
+    /// `server.data_dir/secret.key`, created on first start. Nodes that
+    /// share a queue must share it.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            relay: "127.0.0.1:10025".into(),
+            helo: None,
+            timeout: Duration::from_secs(60),
+            public_url: "http://127.0.0.1:11333".into(),
+            link_ttl: Duration::from_secs(14 * 86400),
+            stamp_ttl: Duration::from_secs(3600),
+            request_only_severities: vec!["high".into(), "critical".into()],
+            request_only_actions: vec![Action::Reject, Action::Discard],
+            secret_file: None,
+        }
+    }
+}
+
+/// Recipients' digests of their held mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestConfig {
+    /// How often `serve` sends digests; `None` leaves it to
+    /// `portcullis digest` (cron).
+    pub interval: Option<Duration>,
+    pub from: String,
+    pub subject: String,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            interval: None,
+            from: "postmaster@localhost".into(),
+            subject: "Messages held for you".into(),
+        }
+    }
+}
+
+/// `30d`, `12h`, `90s`, `500ms`, `15m`: the durations newer sections use.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "{field} = {text:?}: expected a number and a unit (ms, s, m, h, d), e.g. \"30d\""
+        ))
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        "d" => n.saturating_mul(86_400_000),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -358,6 +497,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub quarantine_signal: QuarantineSignal,
+    pub quarantine: QuarantineConfig,
+    pub release: ReleaseConfig,
+    pub digest: DigestConfig,
     /// Rules directory; `None` means the rule set compiled into the binary.
     pub rules_dir: Option<PathBuf>,
     /// YARA timeout per object (yara-x counts in whole seconds).
@@ -437,6 +579,43 @@ struct RawConfig {
     doors: RawDoors,
     #[serde(default)]
     milter: RawMilter,
+    #[serde(default)]
+    quarantine: RawQuarantine,
+    #[serde(default)]
+    release: RawRelease,
+    #[serde(default)]
+    digest: RawDigest,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuarantine {
+    database: Option<String>,
+    retention: Option<String>,
+    sweep_interval: Option<String>,
+    raw_download_role: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelease {
+    relay: Option<String>,
+    helo: Option<String>,
+    timeout: Option<String>,
+    public_url: Option<String>,
+    link_ttl: Option<String>,
+    stamp_ttl: Option<String>,
+    request_only_severities: Option<Vec<String>>,
+    request_only_actions: Option<Vec<String>>,
+    secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigest {
+    interval: Option<String>,
+    from: Option<String>,
+    subject: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -468,6 +647,16 @@ struct RawAuth {
     hook_token_sha256: Option<String>,
     #[serde(default)]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    role: String,
+    password_argon2: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -655,6 +844,9 @@ impl RawConfig {
                 }
             },
         };
+        let quarantine = validate_quarantine(self.quarantine, d.quarantine)?;
+        let release = validate_release(self.release, d.release)?;
+        let digest = validate_digest(self.digest, d.digest)?;
         Ok(Config {
             milter,
             limits,
@@ -662,6 +854,9 @@ impl RawConfig {
             server,
             auth,
             quarantine_signal,
+            quarantine,
+            release,
+            digest,
             rules_dir: self.rules.dir,
             scan_timeout,
             legacy_hashes: self.identify.legacy_hashes.unwrap_or(d.legacy_hashes),
@@ -784,10 +979,159 @@ fn validate_auth(a: RawAuth, d: AuthConfig) -> Result<AuthConfig, ConfigError> {
             sha256,
         });
     }
+    let mut users = Vec::new();
+    for u in a.users {
+        let role = Role::parse(&u.role).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "auth.users {:?}: role {:?} is not one of admin, operator, analyst, auditor",
+                u.name, u.role
+            ))
+        })?;
+        if argon2::PasswordHash::new(u.password_argon2.trim()).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "auth.users {:?}: password_argon2 is not an argon2 PHC string (portcullis user hash makes one)",
+                u.name
+            )));
+        }
+        if u.name.trim().is_empty() || users.iter().any(|x: &UiUser| x.name == u.name) {
+            return Err(ConfigError::Invalid(format!(
+                "auth.users {:?}: names must be unique and not empty",
+                u.name
+            )));
+        }
+        users.push(UiUser {
+            name: u.name,
+            role,
+            password_hash: u.password_argon2.trim().to_string(),
+        });
+    }
     Ok(AuthConfig {
         hook_networks,
         hook_token_sha256,
         tokens,
+        users,
+    })
+}
+
+fn role(field: &str, value: &str) -> Result<Role, ConfigError> {
+    Role::parse(value).ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "{field} = {value:?}: expected admin, operator, analyst or auditor"
+        ))
+    })
+}
+
+fn validate_quarantine(
+    q: RawQuarantine,
+    d: QuarantineConfig,
+) -> Result<QuarantineConfig, ConfigError> {
+    let database = q.database.filter(|s| !s.trim().is_empty());
+    if let Some(url) = &database
+        && !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::Invalid(
+            "quarantine.database: expected sqlite:PATH or postgres://USER@HOST/DB".into(),
+        ));
+    }
+    let out = QuarantineConfig {
+        database,
+        retention: q
+            .retention
+            .map(|t| parse_duration("quarantine.retention", &t))
+            .transpose()?
+            .unwrap_or(d.retention),
+        sweep_interval: q
+            .sweep_interval
+            .map(|t| parse_duration("quarantine.sweep_interval", &t))
+            .transpose()?
+            .unwrap_or(d.sweep_interval),
+        raw_download_role: q
+            .raw_download_role
+            .map(|r| role("quarantine.raw_download_role", &r))
+            .transpose()?
+            .unwrap_or(d.raw_download_role),
+    };
+    if out.retention < Duration::from_secs(1) || out.sweep_interval < Duration::from_millis(100) {
+        return Err(ConfigError::Invalid(
+            "quarantine.retention must be at least 1s and sweep_interval at least 100ms".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn validate_release(r: RawRelease, d: ReleaseConfig) -> Result<ReleaseConfig, ConfigError> {
+    let dur = |field: &str, v: Option<String>, default: Duration| {
+        v.map(|t| parse_duration(field, &t))
+            .transpose()
+            .map(|o| o.unwrap_or(default))
+    };
+    let relay = r.relay.unwrap_or(d.relay);
+    if relay
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(ConfigError::Invalid(format!(
+            "release.relay = {relay:?}: expected HOST:PORT, e.g. 127.0.0.1:10025"
+        )));
+    }
+    let public_url = r
+        .public_url
+        .unwrap_or(d.public_url)
+        .trim_end_matches('/')
+        .to_string();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err(ConfigError::Invalid(
+            "release.public_url must start with http:// or https://".into(),
+        ));
+    }
+    let request_only_actions = match r.request_only_actions {
+        None => d.request_only_actions,
+        Some(list) => list
+            .iter()
+            .map(|a| {
+                Action::parse(a).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "release.request_only_actions: {a:?} is not an action"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(ReleaseConfig {
+        relay,
+        helo: r.helo.filter(|h| !h.trim().is_empty()),
+        timeout: dur("release.timeout", r.timeout, d.timeout)?,
+        public_url,
+        link_ttl: dur("release.link_ttl", r.link_ttl, d.link_ttl)?,
+        stamp_ttl: dur("release.stamp_ttl", r.stamp_ttl, d.stamp_ttl)?,
+        request_only_severities: r
+            .request_only_severities
+            .map(|v| v.into_iter().map(|s| s.to_lowercase()).collect())
+            .unwrap_or(d.request_only_severities),
+        request_only_actions,
+        secret_file: r.secret_file,
+    })
+}
+
+fn validate_digest(g: RawDigest, d: DigestConfig) -> Result<DigestConfig, ConfigError> {
+    let interval = match g.interval.as_deref().map(str::trim) {
+        None | Some("") | Some("off") => None,
+        Some(t) => {
+            let i = parse_duration("digest.interval", t)?;
+            if i < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(
+                    "digest.interval must be at least 1s (or \"off\")".into(),
+                ));
+            }
+            Some(i)
+        }
+    };
+    Ok(DigestConfig {
+        interval,
+        from: g.from.unwrap_or(d.from),
+        subject: g.subject.unwrap_or(d.subject),
     })
 }
 

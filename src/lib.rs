@@ -24,10 +24,14 @@
 //! - [`http`]: listener, router, auth, bounded body reading.
 //! - [`doors`]: protocol mapping only: native JSON, rspamd, MTA Hooks,
 //!   milter (with its own codec).
-//! - [`store`]: the durable quarantine spool.
+//! - [`store`]: the quarantine: content-addressed blobs plus a SQL index
+//!   (SQLite or PostgreSQL through sqlx), states and audit trail.
+//! - [`release`]: re-injection over SMTP with a release stamp, recipients'
+//!   signed links, digests.
+//! - [`http::quarantine`] and [`http::ui`]: the operators' API and web UI.
 //! - [`publish`]: Prometheus metrics.
 //! - [`cli`]: `serve`, `scan`, `rules check`, `config check`, `token new`,
-//!   `samples`.
+//!   `user hash`, `digest`, `samples`.
 
 pub mod cli;
 pub mod config;
@@ -39,6 +43,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod pool;
 pub mod publish;
+pub mod release;
 pub mod rules;
 pub mod samples;
 pub mod store;

@@ -333,7 +333,7 @@ impl fmt::Display for Reply {
 }
 
 /// The decision for one submission and the reasons behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Verdict {
     pub action: Action,
     /// Sum of the scores of the enforced (non-monitor) findings.

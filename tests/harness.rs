@@ -166,18 +166,44 @@ impl Server {
         self.request("GET", path, &[], b"")
     }
 
-    /// The quarantine records the server wrote, in no particular order.
+    /// Every quarantined message as the store's detail (envelope, door,
+    /// report, sha256, recipients, audit), oldest first. Read straight
+    /// from the server's SQLite index (WAL lets a reader in beside it).
     pub fn quarantine_records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_dir(self.dir.path().join("var/quarantine/records"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| {
-                        serde_json::from_slice(&std::fs::read(e.path()).expect("record"))
-                            .expect("record is JSON")
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        let data_dir = self.dir.path().join("var");
+        block_on(async move {
+            let store = portcullis::store::Store::open(&data_dir, None)
+                .await
+                .expect("opening the server's quarantine");
+            let page = store
+                .db
+                .list(&portcullis::store::ListQuery {
+                    limit: 500,
+                    ascending: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("listing the quarantine");
+            let mut out = Vec::new();
+            for item in page.items {
+                let d = store
+                    .db
+                    .detail(&item.id)
+                    .await
+                    .expect("detail")
+                    .expect("row");
+                out.push(serde_json::to_value(&d).expect("detail is JSON"));
+            }
+            out
+        })
+    }
+
+    /// One quarantined message by id (see `quarantine_records`).
+    pub fn quarantine_record(&self, id: &str) -> serde_json::Value {
+        self.quarantine_records()
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no quarantined message {id}"))
     }
 
     pub fn metrics(&self) -> String {
@@ -337,4 +363,122 @@ pub fn sample(name: &str) -> Vec<u8> {
         .unwrap_or_else(|| panic!("no sample {name}"))
         .data
         .clone()
+}
+
+/// Runs a future to completion on a throwaway runtime (tests are sync).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(f)
+}
+
+/// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on loopback
+/// that keeps every message it is given: where released mail and digests
+/// land. `tests/peers/smtp/sink.py`.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+/// One message the sink received.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        Sink::start_failing(0)
+    }
+
+    /// A sink that answers 451 to the first `n` transactions.
+    pub fn start_failing(n: u32) -> Sink {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp/sink.py");
+        // Debian's python, which has python3-aiosmtpd (not a pyenv shim).
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path().join("mail"))
+            .args(["--fail-first", &n.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the aiosmtpd sink (apt install python3-aiosmtpd)");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("sink output");
+        assert!(
+            first.contains("sink listening"),
+            "sink did not start: {first:?}"
+        );
+        Sink { child, port, dir }
+    }
+
+    pub fn relay(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far, in order.
+    pub fn messages(&self) -> Vec<Delivered> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path().join("mail"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let env: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(p.with_extension("json")).expect("envelope"),
+                )
+                .expect("envelope JSON");
+                Delivered {
+                    mail_from: env["mail_from"].as_str().unwrap_or("").to_string(),
+                    rcpt_to: env["rcpt_tos"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|r| r.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    data: std::fs::read(&p).expect("message"),
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages arrived.
+    pub fn wait_for(&self, n: usize) -> Vec<Delivered> {
+        eventually(Duration::from_secs(30), || {
+            let m = self.messages();
+            (m.len() >= n).then_some(m)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the sink got {} message(s), expected {n}",
+                self.messages().len()
+            )
+        })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -8,6 +8,7 @@ mod cli;
 pub mod clients;
 mod hostile;
 mod milter;
+mod quarantine;
 mod rules;
 mod samples;
 mod serve;

@@ -50,6 +50,20 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Web UI users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Mail each recipient a digest of their held messages with release links.
+    Digest {
+        /// TOML config (database, relay, public URL); built-in defaults when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory; replaces `server.data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Write the harmless test samples (EICAR, bombs, disguises) to a folder.
     Samples {
         /// Output folder.
@@ -71,6 +85,12 @@ enum RulesCommand {
 enum TokenCommand {
     /// Make a random token; prints it once, and the sha256 the config keeps.
     New,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Read a password on stdin and print its argon2 hash for `[[auth.users]]`.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +192,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::User {
+            command: UserCommand::Hash,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < 12 {
+                anyhow::bail!("use a password of at least 12 characters");
+            }
+            let hash = crate::http::auth::hash_password(password)?;
+            println!("{hash}");
+            eprintln!(
+                "Put it in the config:\n  [[auth.users]]\n  name = \"alice\"\n  role = \"operator\"\n  password_argon2 = \"{hash}\""
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Digest { config, data_dir } => {
+            let mut cfg = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::defaults(),
+            };
+            if let Some(dir) = data_dir {
+                cfg.server.data_dir = dir;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let run = runtime.block_on(async {
+                let (store, keys) = serve::open_store(&cfg).await?;
+                let releaser = crate::release::Releaser { store, keys };
+                crate::release::digest::send_all(&releaser, &cfg)
+                    .await
+                    .context("reading the quarantine")
+            })?;
+            println!(
+                "digests sent to {} recipient(s), {} message(s); {} failed",
+                run.recipients,
+                run.messages,
+                run.failed.len()
+            );
+            for f in &run.failed {
+                eprintln!("not sent: {f}");
+            }
+            Ok(if run.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Samples { dir } => {
             let n = crate::samples::write_all(&dir)
                 .with_context(|| format!("writing samples to {}", dir.display()))?;

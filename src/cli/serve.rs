@@ -6,8 +6,9 @@ use crate::config::{Config, parse_listen};
 use crate::http::{Gateway, ReloadSource};
 use crate::pool::Pool;
 use crate::publish::Metrics;
+use crate::release::{Keys, Releaser};
 use crate::rules::RuleSet;
-use crate::store::Spool;
+use crate::store::Store;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::Args;
@@ -115,8 +116,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (config, rules) = load(&source)?;
     let server = config.server.clone();
-    let spool = Spool::open(&server.data_dir)
-        .with_context(|| format!("opening the data directory {}", server.data_dir.display()))?;
+    // Network I/O and the database only: inspection runs on the pool's own
+    // threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (store, keys) = runtime.block_on(open_store(&config))?;
     let workers = server.worker_count();
     tracing::info!(
         rules_version = %rules.version,
@@ -124,6 +132,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         origin = %rules.origin,
         workers,
         queue = server.queue,
+        database = store.db.backend.as_str(),
         "starting"
     );
     let engine = Arc::new(ArcSwap::from_pointee(Engine::new(config.clone(), rules)));
@@ -133,7 +142,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         server: server.clone(),
         pool,
         metrics: Metrics::default(),
-        spool,
+        releaser: Releaser {
+            store: Arc::clone(&store),
+            keys,
+        },
+        store,
         live: ArcSwap::from_pointee(config),
         inflight: Arc::new(Semaphore::new(inflight_kib as usize)),
         inflight_kib,
@@ -142,17 +155,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         readiness: std::sync::Mutex::new(None),
     });
 
-    // Network I/O only: inspection runs on the pool's own threads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let result = runtime.block_on(serve(Arc::clone(&gateway)));
     // Workers finish what was admitted, then stop.
     gateway.pool.shutdown();
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Opens the quarantine (blobs, database, migrations), puts releases a
+/// crash interrupted back in the queue, and loads the signing keys.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<Store>, Keys)> {
+    let data_dir = &config.server.data_dir;
+    let store = Store::open(data_dir, config.quarantine.database.as_deref())
+        .await
+        .with_context(|| format!("opening the quarantine in {}", data_dir.display()))?;
+    let recovered = store
+        .db
+        .recover()
+        .await
+        .context("recovering interrupted releases")?;
+    if recovered > 0 {
+        tracing::warn!(
+            recipients = recovered,
+            "releases interrupted by the last stop are back in the queue"
+        );
+    }
+    let secret = config
+        .release
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secret.key"));
+    let keys = Keys::load_or_create(&secret)?;
+    Ok((Arc::new(store), keys))
 }
 
 async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
@@ -195,6 +228,8 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
         tasks.spawn(async move { crate::doors::milter::serve(gw, l, stop).await });
     }
 
+    tasks.spawn(housekeeping(Arc::clone(&gw), stop_rx.clone()));
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -221,4 +256,51 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     tracing::info!("drained");
     eprintln!("portcullis: stopped");
     Ok(())
+}
+
+/// Retention sweeps and scheduled digests, until shutdown.
+async fn housekeeping(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut next_sweep = tokio::time::Instant::now();
+    let mut next_digest = gw
+        .live()
+        .digest
+        .interval
+        .map(|i| tokio::time::Instant::now() + i);
+    loop {
+        let wake = match next_digest {
+            Some(d) => next_sweep.min(d),
+            None => next_sweep,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = stop.changed() => return,
+        }
+        let cfg = gw.live();
+        let now = tokio::time::Instant::now();
+        if now >= next_sweep {
+            match gw.store.sweep(crate::store::now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "retention: held messages expired"),
+                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+            }
+            next_sweep = now + cfg.quarantine.sweep_interval;
+        }
+        if next_digest.is_some_and(|d| now >= d) {
+            match crate::release::digest::send_all(&gw.releaser, &cfg).await {
+                Ok(run) => tracing::info!(
+                    recipients = run.recipients,
+                    messages = run.messages,
+                    failed = run.failed.len(),
+                    "digests sent"
+                ),
+                Err(e) => tracing::error!(error = %e, "digest run failed"),
+            }
+        }
+        // A reload may turn digests on, off or change their interval.
+        next_digest = match (cfg.digest.interval, next_digest) {
+            (None, _) => None,
+            (Some(i), Some(d)) if d > now => Some(d.min(now + i)),
+            (Some(i), _) => Some(now + i),
+        };
+    }
 }

@@ -104,6 +104,56 @@ pub fn token_role(auth: &AuthConfig, headers: &HeaderMap) -> Option<Role> {
         .fold(None, |acc, r| acc.max(Some(r)))
 }
 
+/// The name and role of the API token `token`, if it is one.
+pub fn token_identity(auth: &AuthConfig, token: &str) -> Option<(String, Role)> {
+    let presented = digest(token);
+    let mut found = None;
+    for t in &auth.tokens {
+        if same(&t.sha256, &presented) && found.is_none() {
+            found = Some((t.name.clone(), t.role));
+        }
+    }
+    found
+}
+
+/// An API caller with at least `min`: the token's name (for the audit
+/// trail) and role.
+pub fn caller(auth: &AuthConfig, headers: &HeaderMap, min: Role) -> Result<(String, Role), Denied> {
+    match presented_token(headers).and_then(|t| token_identity(auth, &t)) {
+        Some((name, r)) if r >= min => Ok((format!("token:{name}"), r)),
+        Some(_) => Err(Denied::Forbidden),
+        None => Err(Denied::Unauthenticated),
+    }
+}
+
+/// Checks a UI user's password (argon2; slow on purpose: call it on the
+/// blocking pool). Unknown users cost the same as wrong passwords.
+pub fn user_login(auth: &AuthConfig, name: &str, password: &str) -> Option<Role> {
+    use argon2::{Argon2, PasswordHash, PasswordVerifier};
+    // A fixed hash to verify against when the user does not exist, so the
+    // answer takes as long either way.
+    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ZdsJ6pcbRu8i/FDmBI7k6IyWFVWwRrWEFgxMVTD3xE";
+    let user = auth.users.iter().find(|u| u.name == name);
+    let hash = user.map_or(DUMMY, |u| u.password_hash.as_str());
+    let parsed = PasswordHash::new(hash).ok()?;
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    match user {
+        Some(u) if ok => Some(u.role),
+        _ => None,
+    }
+}
+
+/// A PHC string for `password` (for `portcullis user hash`).
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::{Argon2, PasswordHasher};
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+}
+
 /// Hook doors: the MTA's networks, the hook token, or an admin token.
 pub fn hook(auth: &AuthConfig, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Denied> {
     if auth.hook_networks.iter().any(|n| n.contains(peer.ip())) {
@@ -164,6 +214,7 @@ mod tests {
                     sha256: digest("admin-secret"),
                 },
             ],
+            users: vec![],
         }
     }
 

@@ -9,13 +9,16 @@
 
 pub mod auth;
 pub mod body;
+pub mod quarantine;
+pub mod ui;
 
 use crate::config::{Config, ServerConfig};
 use crate::doors;
 use crate::pool::Pool;
 use crate::publish::Metrics;
 use crate::publish::metrics::Gauges;
-use crate::store::Spool;
+use crate::release::Releaser;
+use crate::store::Store;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -37,7 +40,9 @@ pub struct Gateway {
     pub server: ServerConfig,
     pub pool: Pool,
     pub metrics: Metrics,
-    pub spool: Spool,
+    pub store: Arc<Store>,
+    /// Release, links and stamps (holds the signing keys).
+    pub releaser: Releaser,
     /// Reloadable with the rules on SIGHUP.
     pub live: ArcSwap<Config>,
     /// Request-body memory, in KiB permits (see [`body`]).
@@ -70,7 +75,7 @@ impl Gateway {
         self.live.load_full()
     }
 
-    pub fn gauges(&self) -> Gauges {
+    pub async fn gauges(&self) -> Gauges {
         use std::sync::atomic::Ordering::Relaxed;
         let engine = self.pool.engine();
         let free_kib = self.inflight.available_permits() as u64;
@@ -82,31 +87,44 @@ impl Gateway {
             inflight_bytes: (u64::from(self.inflight_kib).saturating_sub(free_kib)) << 10,
             rules_version: engine.rules.version.clone(),
             rule_count: engine.rules.rule_count,
-            ready: self.ready().is_ok(),
+            ready: self.ready().await.is_ok(),
+            quarantine_open: self.store.db.open_count().await.unwrap_or(-1),
         }
     }
 
-    /// Rules loaded and the spool writable (probed at most once a second).
-    pub fn ready(&self) -> Result<(), String> {
-        let mut last = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, result)) = last.as_ref()
-            && at.elapsed() < std::time::Duration::from_secs(1)
+    /// Rules loaded, blob store writable and database answering (probed at
+    /// most once a second: /readyz is open to anyone and each probe is an
+    /// fsync).
+    pub async fn ready(&self) -> Result<(), String> {
         {
-            return result.clone();
+            let last = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, result)) = last.as_ref()
+                && at.elapsed() < std::time::Duration::from_secs(1)
+            {
+                return result.clone();
+            }
         }
-        let result = self.probe();
-        *last = Some((std::time::Instant::now(), result.clone()));
+        let result = self.probe().await;
+        *self.readiness.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), result.clone()));
         result
     }
 
-    fn probe(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), String> {
         let engine = self.pool.engine();
         if engine.rules.version.is_empty() {
             return Err("no rule set loaded".into());
         }
-        self.spool
-            .check_writable()
-            .map_err(|e| format!("quarantine spool not writable: {e}"))
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.blobs.check_writable())
+            .await
+            .map_err(|e| format!("quarantine probe failed: {e}"))?
+            .map_err(|e| format!("quarantine blob store not writable: {e}"))?;
+        self.store
+            .db
+            .ping()
+            .await
+            .map_err(|e| format!("quarantine database not answering: {e}"))
     }
 }
 
@@ -120,6 +138,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
+        .merge(quarantine::routes())
+        .merge(ui::routes())
         // rspamd matches its paths without regard to case and ignores the
         // method (its proxy sends GET with a body), so it takes whatever
         // the routes above do not.
@@ -132,13 +152,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    let check = tokio::task::spawn_blocking({
-        let gw = Arc::clone(&gw);
-        move || gw.ready()
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("readiness check failed: {e}")));
-    match check {
+    match gw.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -157,12 +171,7 @@ async fn metrics(
     if let Err(e) = auth::hook_or_role(&cfg.auth, peer, &headers, crate::config::Role::Auditor) {
         return e.into_response();
     }
-    let gauges = tokio::task::spawn_blocking({
-        let gw = Arc::clone(&gw);
-        move || gw.gauges()
-    })
-    .await
-    .unwrap_or_default();
+    let gauges = gw.gauges().await;
     (
         [(
             header::CONTENT_TYPE,

@@ -45,6 +45,9 @@ struct Inner {
     limits: BTreeMap<LimitKind, u64>,
     rule_hits: BTreeMap<String, u64>,
     quarantined: u64,
+    released: u64,
+    release_failures: u64,
+    stamps_passed: u64,
     reloads_ok: u64,
     reloads_failed: u64,
 }
@@ -65,6 +68,8 @@ pub struct Gauges {
     pub rules_version: String,
     pub rule_count: usize,
     pub ready: bool,
+    /// Messages held or awaiting approval; -1 when the index did not answer.
+    pub quarantine_open: i64,
 }
 
 impl Metrics {
@@ -105,6 +110,20 @@ impl Metrics {
 
     pub fn quarantined(&self) {
         self.lock().quarantined += 1;
+    }
+
+    /// A release (by operator, link or approval) to `n` recipients.
+    pub fn released(&self, n: usize) {
+        self.lock().released += n as u64;
+    }
+
+    pub fn release_failed(&self) {
+        self.lock().release_failures += 1;
+    }
+
+    /// A re-injected message that passed on its release stamp.
+    pub fn stamp_passed(&self) {
+        self.lock().stamps_passed += 1;
     }
 
     pub fn reload(&self, ok: bool) {
@@ -176,7 +195,7 @@ impl Metrics {
             );
         }
 
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "portcullis_objects_total",
                 "Objects inspected (the message and everything unpacked from it).",
@@ -194,8 +213,23 @@ impl Metrics {
             ),
             (
                 "portcullis_quarantined_total",
-                "Messages written to the quarantine spool.",
+                "Messages stored in the quarantine (durable before the door answered).",
                 m.quarantined,
+            ),
+            (
+                "portcullis_released_recipients_total",
+                "Recipients a held message was released to.",
+                m.released,
+            ),
+            (
+                "portcullis_release_failures_total",
+                "Releases the relay refused or that could not be sent (the message stayed held).",
+                m.release_failures,
+            ),
+            (
+                "portcullis_release_stamps_passed_total",
+                "Re-injected released messages passed on their release stamp.",
+                m.stamps_passed,
             ),
             (
                 "portcullis_rule_reloads_total",
@@ -291,6 +325,13 @@ impl Metrics {
             "1 when /readyz would answer 200.",
         );
         let _ = writeln!(out, "portcullis_ready {}", u8::from(g.ready));
+        head(
+            &mut out,
+            "portcullis_quarantine_open",
+            "gauge",
+            "Quarantined messages held or awaiting release approval (-1: index unavailable).",
+        );
+        let _ = writeln!(out, "portcullis_quarantine_open {}", g.quarantine_open);
         out
     }
 }

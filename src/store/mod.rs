@@ -1,26 +1,26 @@
-//! Durable state. For now the quarantine spool: every quarantined message is
-//! on disk, fsynced, before any door answers "quarantined". The review
-//! index (SQL) builds on these files.
+//! Durable state: the quarantine. Raw messages in a content-addressed blob
+//! store ([`blobs`]), everything operators search, and every state change
+//! with who made it, in a SQL index ([`db`]): SQLite by default, PostgreSQL
+//! when several gateways share one queue. The same SQL runs on both.
 //!
-//! ```text
-//! DATA_DIR/quarantine/blobs/ab/ab12…(sha256)   raw message, content-addressed
-//! DATA_DIR/quarantine/records/ID.json          envelope, door, report
-//! DATA_DIR/tmp/                                 writes in progress
-//! ```
-//!
-//! Every write is temp file, fsync, rename, fsync of the directory, so a
-//! crash leaves either the old state or the new one, never half a file.
-//! All functions here block: call them from the blocking pool.
+//! The order of writes is what keeps mail safe: the blob is on disk
+//! (fsynced) before its row is committed, and the row is committed before
+//! any door answers "quarantined". A crash in between leaves at worst an
+//! unreferenced blob, never a row without its message.
+
+pub mod blobs;
+pub mod db;
 
 use crate::model::{Door, Envelope};
 use crate::pipeline::Report;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::fs::{self, File};
-use std::io::Write;
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use blobs::Blobs;
+pub use db::{Db, ListQuery, Sort};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -31,150 +31,474 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("encoding a quarantine record: {0}")]
+    #[error("stored message {0} does not match its sha256: damaged on disk")]
+    Corrupt(String),
+    #[error("not a blob key: {0:?}")]
+    BadKey(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("encoding: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
+    Url(String),
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        what,
-        path: path.to_owned(),
-        source,
+/// Where a message is in its life. `Held` and `ReleaseRequested` are the
+/// review queue; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Held,
+    /// A recipient asked for a message too dangerous to release on their
+    /// own say; an operator approves or denies.
+    ReleaseRequested,
+    Released,
+    Deleted,
+    Expired,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Held,
+        State::ReleaseRequested,
+        State::Released,
+        State::Deleted,
+        State::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Held => "held",
+            State::ReleaseRequested => "release_requested",
+            State::Released => "released",
+            State::Deleted => "deleted",
+            State::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        let s = s.trim().replace('-', "_");
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(&s))
+    }
+
+    /// Still in the review queue: can be released or deleted.
+    pub fn is_open(self) -> bool {
+        matches!(self, State::Held | State::ReleaseRequested)
     }
 }
 
-/// One quarantined message as written to disk.
-#[derive(Debug, Serialize)]
-pub struct Record<'a> {
-    pub schema: &'static str,
-    pub id: &'a str,
-    pub received_unix: u64,
-    pub door: Door,
-    pub envelope: &'a Envelope,
-    pub sha256: &'a str,
-    pub size: u64,
-    pub report: &'a Report,
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-#[derive(Debug)]
-pub struct Spool {
-    root: PathBuf,
-    tmp: PathBuf,
-    counter: AtomicU64,
+/// Each recipient of a held message is released on their own (a
+/// recipient's link releases to that recipient only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientState {
+    Held,
+    ReleaseRequested,
+    /// Claimed by a release in progress: nobody else may send it.
+    Releasing,
+    Released,
 }
 
-impl Spool {
-    /// Creates the directories if needed.
-    pub fn open(data_dir: &Path) -> Result<Spool, StoreError> {
-        let root = data_dir.join("quarantine");
-        let tmp = data_dir.join("tmp");
-        for dir in [root.join("blobs"), root.join("records"), tmp.clone()] {
-            fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+impl RecipientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Held => "held",
+            RecipientState::ReleaseRequested => "release_requested",
+            RecipientState::Releasing => "releasing",
+            RecipientState::Released => "released",
         }
-        // The 256 fan-out directories exist (and are durable) before any
-        // blob is written, so a blob's directory entry never outlives a
-        // crash less well than its record.
-        let blobs = root.join("blobs");
-        for i in 0..=255u8 {
-            let dir = blobs.join(format!("{i:02x}"));
-            fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    }
+
+    pub fn parse(s: &str) -> Option<RecipientState> {
+        [
+            RecipientState::Held,
+            RecipientState::ReleaseRequested,
+            RecipientState::Releasing,
+            RecipientState::Released,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// How a change was made, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// A door quarantined it.
+    Door,
+    Api,
+    Ui,
+    /// A recipient's release link.
+    Link,
+    Cli,
+    /// Retention, start-up recovery.
+    System,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Door => "door",
+            Via::Api => "api",
+            Via::Ui => "ui",
+            Via::Link => "link",
+            Via::Cli => "cli",
+            Via::System => "system",
         }
-        for dir in [&blobs, &root, data_dir] {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("syncing directory", dir))?;
+    }
+}
+
+/// Who made a change: a user or token name, a recipient address, or
+/// `system`; and from which network address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub name: String,
+    pub via: Via,
+    pub address: Option<String>,
+}
+
+impl Actor {
+    pub fn system() -> Actor {
+        Actor {
+            name: "system".into(),
+            via: Via::System,
+            address: None,
         }
-        Ok(Spool {
-            root,
-            tmp,
-            counter: AtomicU64::new(0),
+    }
+}
+
+/// What happened, as the audit trail names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Quarantined,
+    Released,
+    ReleaseFailed,
+    ReleaseRequested,
+    Approved,
+    Denied,
+    Deleted,
+    Expired,
+    /// A release interrupted by a crash, put back in the queue at start-up.
+    Recovered,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Quarantined => "quarantined",
+            Event::Released => "released",
+            Event::ReleaseFailed => "release_failed",
+            Event::ReleaseRequested => "release_requested",
+            Event::Approved => "approved",
+            Event::Denied => "denied",
+            Event::Deleted => "deleted",
+            Event::Expired => "expired",
+            Event::Recovered => "recovered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipient {
+    pub address: String,
+    pub state: RecipientState,
+}
+
+/// A row of the review queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub received_ms: i64,
+    pub expires_ms: i64,
+    pub state: State,
+    pub door: String,
+    pub action: String,
+    pub score: i64,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub sha256: String,
+    pub size: i64,
+    /// The finding that decided the verdict.
+    pub rule: Option<String>,
+    pub summary: String,
+    pub rules_version: String,
+    pub recipients: Vec<Recipient>,
+}
+
+/// One line of a message's audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub message_id: String,
+    pub at_ms: i64,
+    pub event: String,
+    pub actor: String,
+    pub via: String,
+    pub address: Option<String>,
+    pub recipient: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A finding as the index keeps it: enough to filter by rule and to judge
+/// whether a recipient may release the message alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredFinding {
+    pub rule: String,
+    pub path: String,
+    pub severity: Option<String>,
+    pub action: Option<String>,
+    pub monitor: bool,
+}
+
+/// Everything about one quarantined message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detail {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub client_ip: Option<String>,
+    pub helo: Option<String>,
+    pub queue_id: Option<String>,
+    pub envelope: serde_json::Value,
+    pub findings: Vec<StoredFinding>,
+    /// The full verdict report, with the unpack tree.
+    pub report: serde_json::Value,
+    pub audit: Vec<AuditEntry>,
+}
+
+/// The quarantine: blobs plus index.
+pub struct Store {
+    pub blobs: Blobs,
+    pub db: Db,
+    /// Blob removal and blob reuse must not interleave: a message being
+    /// quarantined may find its blob already present (same bytes held
+    /// before) just as the last row pointing at it is purged. Writers of
+    /// new rows hold this shared; the purge holds it exclusively.
+    gc: tokio::sync::RwLock<()>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the blob directory and the database, and
+    /// brings the schema up to date.
+    pub async fn open(data_dir: &Path, database: Option<&str>) -> Result<Store, StoreError> {
+        let blobs = {
+            let dir = data_dir.to_owned();
+            tokio::task::spawn_blocking(move || Blobs::open(&dir))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??
+        };
+        let url = match database {
+            Some(url) => url.to_string(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("portcullis.db").display()
+            ),
+        };
+        let db = Db::connect(&url).await?;
+        Ok(Store {
+            blobs,
+            db,
+            gc: tokio::sync::RwLock::new(()),
         })
     }
 
-    /// Stores a quarantined message; returns its id once both the message
-    /// and its record are durable.
-    pub fn quarantine(
-        &self,
-        raw: &[u8],
+    /// Stores a quarantined message: blob first (durable), then its row.
+    /// Returns the id once both are committed.
+    pub async fn quarantine(
+        self: &Arc<Self>,
+        raw: Arc<[u8]>,
         envelope: &Envelope,
         door: Door,
         report: &Report,
+        retention: Duration,
     ) -> Result<String, StoreError> {
-        let sha256 = hex::encode(Sha256::digest(raw));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let id = format!(
-            "{}-{}-{}",
-            now.as_millis(),
-            &sha256[..16],
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        );
-        let blob = self.blob_path(&sha256);
-        // Content-addressed: the same message quarantined twice is one blob.
-        if !blob.exists() {
-            self.write_atomic(&blob, raw)?;
-        }
-        let record = Record {
-            schema: "portcullis.quarantine.v1",
-            id: &id,
-            received_unix: now.as_secs(),
-            door,
-            envelope,
-            sha256: &sha256,
-            size: raw.len() as u64,
-            report,
-        };
-        let json = serde_json::to_vec_pretty(&record)?;
-        self.write_atomic(&self.root.join("records").join(format!("{id}.json")), &json)?;
+        let _shared = self.gc.read().await;
+        let me = Arc::clone(self);
+        let bytes = Arc::clone(&raw);
+        let sha256 = tokio::task::spawn_blocking(move || me.blobs.put(&bytes))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let received = now_ms();
+        let id = new_id(received, &sha256);
+        let subject = crate::doors::header_value(&raw, "subject").map(|s| clip(&s, 998));
+        let message_id = crate::doors::header_value(&raw, "message-id").map(|s| clip(&s, 998));
+        self.db
+            .insert(db::NewMessage {
+                id: &id,
+                received_ms: received,
+                expires_ms: received.saturating_add(retention.as_millis() as i64),
+                door: door.as_str(),
+                envelope,
+                subject: subject.as_deref(),
+                message_id: message_id.as_deref(),
+                sha256: &sha256,
+                size: raw.len() as i64,
+                report,
+            })
+            .await?;
         Ok(id)
     }
 
-    /// The raw bytes of a stored message.
-    pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(sha256.get(..2).unwrap_or("xx"))
-            .join(sha256)
+    /// The raw message, checked against its sha256.
+    pub async fn raw(self: &Arc<Self>, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        let me = Arc::clone(self);
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || me.blobs.get(&sha))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    pub fn record_path(&self, id: &str) -> PathBuf {
-        self.root.join("records").join(format!("{id}.json"))
-    }
-
-    /// For `/readyz`: can we still write durably?
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        let probe = self.tmp.join(format!(
-            ".probe-{}-{}",
-            std::process::id(),
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut f = File::create(&probe).map_err(io("creating", &probe))?;
-        f.write_all(b"ok").map_err(io("writing", &probe))?;
-        f.sync_all().map_err(io("syncing", &probe))?;
-        fs::remove_file(&probe).map_err(io("removing", &probe))
-    }
-
-    fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
-        let tmp = self.tmp.join(format!(
-            "{}.{}.{}",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
-            std::process::id(),
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-            f.write_all(data).map_err(io("writing", &tmp))?;
-            f.sync_all().map_err(io("syncing", &tmp))?;
-            fs::rename(&tmp, dest).map_err(io("renaming into place", dest))?;
-            let dir = dest.parent().unwrap_or(Path::new("."));
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("syncing directory", dir))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+    /// Removes the blob behind `sha256` if no row that still needs it is
+    /// left (deleted, expired and purged rows do not).
+    pub async fn collect(self: &Arc<Self>, sha256: &str) -> Result<bool, StoreError> {
+        let _exclusive = self.gc.write().await;
+        if self.db.blob_in_use(sha256).await? {
+            return Ok(false);
         }
-        result
+        let me = Arc::clone(self);
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || me.blobs.remove(&sha))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(true)
+    }
+
+    /// Deletes a held message: final, audited, blob removed when unused.
+    pub async fn delete(self: &Arc<Self>, id: &str, actor: &Actor) -> Result<Change, StoreError> {
+        let change = self
+            .db
+            .close(id, State::Deleted, Event::Deleted, actor)
+            .await?;
+        if let Change::Done { sha256, .. } = &change {
+            self.collect(sha256).await?;
+        }
+        Ok(change)
+    }
+
+    /// Retention: expires every open message past its time, and purges the
+    /// blobs of released messages past theirs. Returns how many expired.
+    pub async fn sweep(self: &Arc<Self>, now: i64) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        for (id, _) in self.db.due(now, true).await? {
+            if let Change::Done { sha256, .. } = self
+                .db
+                .close(&id, State::Expired, Event::Expired, &Actor::system())
+                .await?
+            {
+                expired += 1;
+                self.collect(&sha256).await?;
+            }
+        }
+        for (id, sha256) in self.db.due(now, false).await? {
+            self.db.mark_purged(&id, now).await?;
+            self.collect(&sha256).await?;
+        }
+        Ok(expired)
+    }
+}
+
+/// What a state change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Done {
+        from: State,
+        sha256: String,
+    },
+    NotFound,
+    /// Not possible from the message's current state.
+    Conflict(State),
+}
+
+fn new_id(received_ms: i64, sha256: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut rnd = [0u8; 6];
+    // Unique across processes sharing one database (several nodes, or a
+    // restart within the same millisecond), not just within this one.
+    let _ = getrandom::fill(&mut rnd);
+    format!(
+        "{received_ms:013}-{}-{}{:02x}",
+        &sha256[..12],
+        hex::encode(rnd),
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff
+    )
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// `2026-11-27 12:30:45 UTC` from Unix milliseconds.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_782_645_000), "2026-11-27 12:30:45 UTC");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn states_parse_with_either_separator() {
+        assert_eq!(
+            State::parse("release-requested"),
+            Some(State::ReleaseRequested)
+        );
+        assert_eq!(State::parse("HELD"), Some(State::Held));
+        assert_eq!(State::parse("gone"), None);
     }
 }

@@ -1,0 +1,246 @@
+//! Getting held mail out: re-injection over SMTP with a release stamp,
+//! recipients' signed links, the "too dangerous to release alone" rule,
+//! and digests. The store decides who may take which recipient; this
+//! module only sends what the store let it claim.
+
+pub mod digest;
+pub mod keys;
+pub mod link;
+pub mod stamp;
+
+use crate::config::ReleaseConfig;
+use crate::store::{Actor, Change, Event, RecipientState, State, Store, StoreError, StoredFinding};
+use lettre::AsyncTransport;
+use std::sync::Arc;
+
+pub use keys::Keys;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    #[error("no such message")]
+    NotFound,
+    #[error("the message is {0}")]
+    Conflict(State),
+    #[error("nothing to release: no recipient of this message is waiting for it")]
+    NothingToRelease,
+    #[error("the relay refused or failed: {0}")]
+    Relay(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a release did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Released {
+    pub id: String,
+    pub recipients: Vec<String>,
+    pub state: State,
+}
+
+pub struct Releaser {
+    pub store: Arc<Store>,
+    pub keys: Keys,
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// True when a finding makes the message too dangerous for a recipient to
+/// release alone: its severity or the action it asks for is on the list.
+pub fn dangerous(cfg: &ReleaseConfig, findings: &[StoredFinding]) -> bool {
+    findings.iter().filter(|f| !f.monitor).any(|f| {
+        f.severity.as_deref().is_some_and(|s| {
+            cfg.request_only_severities
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(s))
+        }) || f
+            .action
+            .as_deref()
+            .and_then(crate::model::Action::parse)
+            .is_some_and(|a| cfg.request_only_actions.contains(&a))
+    })
+}
+
+impl Releaser {
+    /// Sends the original bytes to the claimed recipients (`only`, or every
+    /// recipient in one of the `from` states) and records the outcome.
+    pub async fn release(
+        &self,
+        cfg: &ReleaseConfig,
+        id: &str,
+        only: Option<&[String]>,
+        from: &[RecipientState],
+        event: Event,
+        actor: &Actor,
+    ) -> Result<Released, ReleaseError> {
+        let summary = self
+            .store
+            .db
+            .summary(id)
+            .await?
+            .ok_or(ReleaseError::NotFound)?;
+        let claimed = match self.store.db.claim(id, only, from).await? {
+            Ok(c) => c,
+            Err(Change::NotFound) => return Err(ReleaseError::NotFound),
+            Err(Change::Conflict(s)) => return Err(ReleaseError::Conflict(s)),
+            Err(Change::Done { .. }) => return Err(ReleaseError::NothingToRelease),
+        };
+        if claimed.is_empty() {
+            return Err(ReleaseError::NothingToRelease);
+        }
+        let sent = async {
+            let raw = self
+                .store
+                .raw(&summary.sha256)
+                .await
+                .map_err(|e| e.to_string())?;
+            let data = prepare(&self.keys.stamp, id, &claimed, &raw);
+            send(cfg, summary.sender.as_deref(), &claimed, &data).await
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                let state = self
+                    .store
+                    .db
+                    .finish(id, &claimed, true, event, actor, None)
+                    .await?;
+                tracing::info!(quarantine_id = id, recipients = ?claimed, by = %actor.name, via = actor.via.as_str(), "released");
+                Ok(Released {
+                    id: id.to_string(),
+                    recipients: claimed,
+                    state,
+                })
+            }
+            Err(why) => {
+                tracing::warn!(quarantine_id = id, error = %why, "release failed; the message stays held");
+                self.store
+                    .db
+                    .finish(id, &claimed, false, Event::ReleaseFailed, actor, Some(&why))
+                    .await?;
+                Err(ReleaseError::Relay(why))
+            }
+        }
+    }
+
+    /// A recipient's link to this message.
+    pub fn link(&self, cfg: &ReleaseConfig, id: &str, recipient: &str) -> String {
+        let expires = unix_now().saturating_add(cfg.link_ttl.as_secs());
+        format!(
+            "{}/release/{}",
+            cfg.public_url,
+            link::mint(&self.keys.link, id, recipient, expires)
+        )
+    }
+}
+
+/// The bytes to send: the stamp on top, then the stored message with
+/// every line ending CRLF (SMTP's; a bare LF could let a "." line end the
+/// DATA early), without the final CRLF that the SMTP client adds itself.
+pub fn prepare(stamp_key: &[u8], id: &str, recipients: &[String], raw: &[u8]) -> Vec<u8> {
+    let header = stamp::sign(stamp_key, id, recipients, raw, unix_now());
+    let mut out = Vec::with_capacity(raw.len() + header.len() + raw.len() / 40);
+    out.extend_from_slice(header.as_bytes());
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if out.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}
+
+/// One SMTP transaction to the relay.
+pub async fn send(
+    cfg: &ReleaseConfig,
+    from: Option<&str>,
+    recipients: &[String],
+    data: &[u8],
+) -> Result<(), String> {
+    use lettre::transport::smtp::AsyncSmtpTransport;
+    use lettre::transport::smtp::extension::ClientId;
+    let (host, port) = cfg
+        .relay
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?)))
+        .ok_or_else(|| format!("release.relay {:?} is not HOST:PORT", cfg.relay))?;
+    let from = match from.map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<lettre::Address>()
+                .map_err(|e| format!("sender {s:?}: {e}"))?,
+        ),
+    };
+    let to = recipients
+        .iter()
+        .map(|r| {
+            r.parse::<lettre::Address>()
+                .map_err(|e| format!("recipient {r:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let envelope = lettre::address::Envelope::new(from, to).map_err(|e| e.to_string())?;
+    let hello = match &cfg.helo {
+        Some(h) => ClientId::Domain(h.clone()),
+        None => ClientId::default(),
+    };
+    let transport = AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host)
+        .port(port)
+        .hello_name(hello)
+        .timeout(Some(cfg.timeout))
+        .build();
+    transport
+        .send_raw(&envelope, data)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_bytes_are_crlf_and_carry_a_verifiable_stamp() {
+        let key = [7u8; 32];
+        let rcpts = vec!["a@example.org".to_string()];
+        let raw = b"Subject: x\n\n.hidden\nline\n";
+        let out = prepare(&key, "q9", &rcpts, raw);
+        assert!(out.starts_with(b"X-Portcullis-Release: v1; id=q9; "));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.ends_with("\r\n.hidden\r\nline"), "{text:?}");
+        assert!(!text.replace("\r\n", "").contains('\n'));
+        assert_eq!(
+            stamp::verify(&key, &out, &rcpts, unix_now(), 60),
+            Ok(Some("q9".into()))
+        );
+    }
+
+    #[test]
+    fn danger_follows_severity_and_requested_action_but_not_monitor_rules() {
+        let cfg = ReleaseConfig::default();
+        let f = |severity: Option<&str>, action: Option<&str>, monitor| StoredFinding {
+            rule: "R".into(),
+            path: "message".into(),
+            severity: severity.map(Into::into),
+            action: action.map(Into::into),
+            monitor,
+        };
+        assert!(!dangerous(
+            &cfg,
+            &[f(Some("medium"), Some("quarantine"), false)]
+        ));
+        assert!(dangerous(&cfg, &[f(Some("HIGH"), None, false)]));
+        assert!(dangerous(&cfg, &[f(None, Some("reject"), false)]));
+        assert!(!dangerous(&cfg, &[f(Some("critical"), None, true)]));
+    }
+}

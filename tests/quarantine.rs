@@ -1,0 +1,1084 @@
+//! The quarantine end to end: a real `serve`, the operators' API, release
+//! over SMTP to a real SMTP server (aiosmtpd), recipients' links, digests,
+//! retention and a SIGKILL in the middle of quarantining. Each scenario
+//! runs on SQLite and on a real PostgreSQL server (`scripts/test` starts
+//! one and sets PORTCULLIS_TEST_POSTGRES).
+
+use crate::harness::{Delivered, Server, Sink, bin, block_on, eventually};
+use sha2::Digest;
+use std::time::Duration;
+
+pub const ADMIN: &str = "admin-token-for-tests-0001";
+pub const OPERATOR: &str = "operator-token-for-tests-0002";
+pub const ANALYST: &str = "analyst-token-for-tests-0003";
+pub const AUDITOR: &str = "auditor-token-for-tests-0004";
+
+pub fn sha(s: impl AsRef<[u8]>) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_ref()))
+}
+
+/// Test rules: a medium-severity rule that quarantines (recipients may
+/// release) and a high-severity one (recipients may only ask).
+pub const RULES: &str = r#"
+rule Test_Hold_Marker
+{
+    meta:
+        description = "test marker: hold for review"
+        severity = "medium"
+        score = 10
+        action = "quarantine"
+    strings:
+        $a = "PORTCULLIS-TEST-HOLD"
+    condition:
+        $a
+}
+
+rule Test_Danger_Marker
+{
+    meta:
+        description = "test marker: dangerous"
+        severity = "high"
+        score = 5
+        action = "quarantine"
+    strings:
+        $a = "PORTCULLIS-TEST-DANGER"
+    condition:
+        $a
+}
+"#;
+
+/// A fresh database for one test: SQLite (None) or a new database in the
+/// test PostgreSQL server.
+pub fn fresh_postgres() -> String {
+    let base = std::env::var("PORTCULLIS_TEST_POSTGRES")
+        .expect("PORTCULLIS_TEST_POSTGRES is not set: run ./scripts/test, which starts PostgreSQL");
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        hex::encode(sha(format!("{:?}", std::time::Instant::now())).as_bytes())[..12].to_string()
+    );
+    block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&base)
+            .await
+            .expect("connecting to the test PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .expect("CREATE DATABASE");
+    });
+    match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("PORTCULLIS_TEST_POSTGRES {base:?} has no database part"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Lab {
+    pub server: Server,
+    pub sink: Sink,
+}
+
+/// The config the quarantine tests share, plus `extra` TOML.
+pub fn config(sink: &Sink, db: Db, rules_dir: &std::path::Path, extra: &str) -> String {
+    let database = match db {
+        Db::Sqlite => String::new(),
+        Db::Postgres => fresh_postgres(),
+    };
+    let password =
+        portcullis::http::auth::hash_password("correct horse battery staple").expect("hashing");
+    format!(
+        r#"
+[rules]
+dir = "{rules}"
+
+[quarantine]
+database = "{database}"
+
+[release]
+relay = "{relay}"
+helo = "gateway.test"
+public_url = "http://gateway.test:8080"
+
+[[auth.tokens]]
+name = "root"
+role = "admin"
+sha256 = "{admin}"
+
+[[auth.tokens]]
+name = "ops"
+role = "operator"
+sha256 = "{operator}"
+
+[[auth.tokens]]
+name = "soc"
+role = "analyst"
+sha256 = "{analyst}"
+
+[[auth.tokens]]
+name = "audit"
+role = "auditor"
+sha256 = "{auditor}"
+
+[[auth.users]]
+name = "olivia"
+role = "operator"
+password_argon2 = "{password}"
+
+[[auth.users]]
+name = "arthur"
+role = "auditor"
+password_argon2 = "{password}"
+{extra}
+"#,
+        rules = rules_dir.display(),
+        relay = sink.relay(),
+        admin = sha(ADMIN),
+        operator = sha(OPERATOR),
+        analyst = sha(ANALYST),
+        auditor = sha(AUDITOR),
+    )
+}
+
+pub fn lab(db: Db, extra: &str) -> Lab {
+    let sink = Sink::start();
+    lab_with(sink, db, extra)
+}
+
+pub fn lab_with(sink: Sink, db: Db, extra: &str) -> Lab {
+    let rules = tempfile::tempdir().expect("temp dir");
+    std::fs::write(rules.path().join("test.yar"), RULES).expect("rules");
+    let cfg = config(&sink, db, rules.path(), extra);
+    let server = Server::start(&cfg);
+    // The rules dir must outlive the server (reloads read it).
+    std::mem::forget(rules);
+    Lab { server, sink }
+}
+
+/// A message with CRLF line endings, as MTAs hand them over.
+pub fn message(subject: &str, marker: &str, extra_body: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@example.net>\r\nTo: a@example.com, b@example.com\r\n\
+         Subject: {subject}\r\nMessage-ID: <{}@example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nHello,\r\n{marker}\r\n.a line starting with a dot\r\n{extra_body}\r\n",
+        sha(subject)[..16].to_string()
+    )
+    .into_bytes()
+}
+
+pub fn auth(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+impl Lab {
+    /// Quarantines `raw` through /v1/check; returns the quarantine id.
+    pub fn hold(&self, raw: &[u8], rcpts: &[&str]) -> String {
+        let mut q = String::from("/v1/check?from=sender%40example.net&ip=192.0.2.9");
+        for r in rcpts {
+            q.push_str(&format!("&rcpt={}", r.replace('@', "%40")));
+        }
+        let r = self.server.post(&q, &[], raw);
+        let v = r.json();
+        assert_eq!(v["action"], "quarantine", "{v}");
+        v["quarantine_id"].as_str().expect("an id").to_string()
+    }
+
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &[u8],
+    ) -> crate::harness::Response {
+        self.server.request(
+            method,
+            path,
+            &[
+                ("Authorization", &auth(token)),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    }
+
+    pub fn detail(&self, id: &str) -> serde_json::Value {
+        let r = self.api("GET", &format!("/v1/quarantine/{id}"), AUDITOR, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    pub fn list(&self, query: &str) -> serde_json::Value {
+        let r = self.api("GET", &format!("/v1/quarantine?{query}"), AUDITOR, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        crate::openapi::assert_response("/v1/quarantine", "get", 200, &r.json());
+        r.json()
+    }
+
+    /// A recipient's link path (`/release/TOKEN`) from the links API.
+    pub fn link(&self, id: &str, rcpt: &str) -> String {
+        let r = self.api("GET", &format!("/v1/quarantine/{id}/links"), OPERATOR, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let url = v["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["recipient"] == rcpt)
+            .unwrap_or_else(|| panic!("no link for {rcpt}: {v}"))["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        url.strip_prefix("http://gateway.test:8080")
+            .expect("public_url prefix")
+            .to_string()
+    }
+
+    /// The gateway's signing keys, read from its data directory.
+    pub fn keys(&self) -> portcullis::release::Keys {
+        let secret =
+            std::fs::read(self.server.dir.path().join("var/secret.key")).expect("secret.key");
+        portcullis::release::Keys::from_secret(&secret)
+    }
+}
+
+/// The CSRF token in a page's form.
+pub fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn audit_events(d: &serde_json::Value) -> Vec<String> {
+    d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The released bytes are the stamp line and then the stored message.
+fn assert_is_release_of(d: &Delivered, stored: &[u8], id: &str) {
+    let text = String::from_utf8_lossy(&d.data);
+    let first = text.split("\r\n").next().unwrap();
+    assert!(
+        first.starts_with(&format!("X-Portcullis-Release: v1; id={id}; t=")),
+        "{first}"
+    );
+    assert_eq!(
+        &d.data[first.len() + 2..],
+        stored,
+        "released bytes differ from the stored ones"
+    );
+}
+
+fn operator_release_scenario(db: Db) {
+    let lab = lab(db, "");
+    let raw = message("Quarterly invoice", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com", "B@example.com"]);
+    let other = lab.hold(
+        &message("Lunch menu", "PORTCULLIS-TEST-HOLD", "x"),
+        &["c@example.com"],
+    );
+
+    // Filters: each one narrows, and a miss is empty.
+    assert_eq!(lab.list("")["total"], 2);
+    assert_eq!(ids(&lab.list("rcpt=a%40example")), vec![id.clone()]);
+    assert_eq!(ids(&lab.list("q=INVOICE")), vec![id.clone()]);
+    assert_eq!(lab.list("rule=Test_Hold_Marker")["total"], 2);
+    assert_eq!(lab.list("rule=Test_Danger_Marker")["total"], 0);
+    assert_eq!(
+        lab.list("sender=sender%40example.net&state=held")["total"],
+        2
+    );
+    assert_eq!(lab.list("action=quarantine")["total"], 2);
+    assert_eq!(lab.list("state=released")["total"], 0);
+    assert_eq!(lab.list("since=2000-01-01&until=2000-01-02")["total"], 0);
+    let page = lab.list("limit=1&sort=subject&order=asc");
+    assert_eq!(
+        ids(&page),
+        vec![other.clone()],
+        "Lunch sorts before Quarterly"
+    );
+    assert_eq!(
+        ids(&lab.list("limit=1&offset=1&sort=subject&order=asc")),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        lab.api("GET", "/v1/quarantine?state=bogus", AUDITOR, b"")
+            .status,
+        400
+    );
+
+    // Detail: the tree, the deciding rule, the envelope.
+    let d = lab.detail(&id);
+    crate::openapi::assert_response("/v1/quarantine/{id}", "get", 200, &d);
+    assert_eq!(d["state"], "held");
+    assert_eq!(d["sha256"], sha(&raw));
+    assert_eq!(d["rule"], "Test_Hold_Marker");
+    assert_eq!(d["request_only"], false);
+    assert_eq!(d["report"]["objects"][0]["path"], "message");
+    assert_eq!(d["envelope"]["client_ip"], "192.0.2.9");
+    assert_eq!(audit_events(&d), vec!["quarantined"]);
+
+    // Roles: nobody without a token, auditors cannot release, analysts
+    // cannot download raw bytes (admin only by default).
+    assert_eq!(lab.server.get("/v1/quarantine").status, 401);
+    assert_eq!(
+        lab.api(
+            "POST",
+            &format!("/v1/quarantine/{id}/release"),
+            AUDITOR,
+            b""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        lab.api("POST", &format!("/v1/quarantine/{id}/delete"), ANALYST, b"")
+            .status,
+        403
+    );
+    assert_eq!(
+        lab.api("GET", &format!("/v1/quarantine/{id}/raw"), ANALYST, b"")
+            .status,
+        403
+    );
+    let dl = lab.api("GET", &format!("/v1/quarantine/{id}/raw"), ADMIN, b"");
+    assert_eq!(dl.status, 200);
+    assert_eq!(dl.body, raw);
+    assert_eq!(dl.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(dl.header("x-portcullis-sha256"), Some(sha(&raw).as_str()));
+    assert!(lab.sink.messages().is_empty());
+
+    // Release: the original envelope and bytes, stamped.
+    let r = lab.api(
+        "POST",
+        &format!("/v1/quarantine/{id}/release"),
+        OPERATOR,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::openapi::assert_response("/v1/quarantine/{id}/release", "post", 200, &r.json());
+    assert_eq!(r.json()["state"], "released");
+    let got = lab.sink.wait_for(1);
+    assert_eq!(got[0].mail_from, "sender@example.net");
+    let mut rcpts = got[0].rcpt_to.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["B@example.com", "a@example.com"]);
+    assert_is_release_of(&got[0], &raw, &id);
+    let d = lab.detail(&id);
+    assert_eq!(d["state"], "released");
+    let released: Vec<_> = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["event"] == "released")
+        .collect();
+    assert_eq!(released.len(), 2, "one audit line per recipient");
+    assert_eq!(released[0]["actor"], "token:ops");
+    assert_eq!(released[0]["via"], "api");
+    assert_eq!(released[0]["address"], "127.0.0.1");
+    assert_eq!(
+        lab.api(
+            "POST",
+            &format!("/v1/quarantine/{id}/release"),
+            OPERATOR,
+            b""
+        )
+        .status,
+        409
+    );
+
+    // The stamped message comes back through the gateway and passes; the
+    // same stamp for a recipient it was not released to does not.
+    let back = lab.server.post(
+        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com",
+        &[],
+        &got[0].data,
+    );
+    assert_eq!(back.json()["action"], "accept", "{}", back.text());
+    assert!(back.json()["summary"].as_str().unwrap().contains(&id));
+    let forwarded = lab
+        .server
+        .post("/v1/check?rcpt=mallory%40example.org", &[], &got[0].data);
+    assert_eq!(forwarded.json()["action"], "quarantine");
+    let mut tampered = got[0].data.clone();
+    let n = tampered.len();
+    tampered[n - 5] ^= 1;
+    let t = lab.server.post(
+        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com",
+        &[],
+        &tampered,
+    );
+    assert_eq!(
+        t.json()["action"],
+        "quarantine",
+        "a changed body loses the pass"
+    );
+
+    // Delete: final, bytes gone, audited.
+    let del = lab.api("DELETE", &format!("/v1/quarantine/{other}"), OPERATOR, b"");
+    assert_eq!(del.status, 200, "{}", del.text());
+    assert_eq!(lab.detail(&other)["state"], "deleted");
+    assert_eq!(
+        lab.api("GET", &format!("/v1/quarantine/{other}/raw"), ADMIN, b"")
+            .status,
+        410
+    );
+    assert_eq!(
+        lab.api(
+            "POST",
+            &format!("/v1/quarantine/{other}/release"),
+            OPERATOR,
+            b""
+        )
+        .status,
+        409
+    );
+    assert_eq!(
+        lab.api("GET", "/v1/quarantine/nope", AUDITOR, b"").status,
+        404
+    );
+
+    // Bulk forms.
+    let x = lab.hold(
+        &message("Bulk one", "PORTCULLIS-TEST-HOLD", "1"),
+        &["d@example.com"],
+    );
+    let y = lab.hold(
+        &message("Bulk two", "PORTCULLIS-TEST-HOLD", "2"),
+        &["e@example.com"],
+    );
+    let z = lab.hold(
+        &message("Bulk three", "PORTCULLIS-TEST-HOLD", "3"),
+        &["f@example.com"],
+    );
+    let body = format!(r#"{{"ids":["{x}","{y}","missing"]}}"#);
+    let r = lab.api("POST", "/v1/quarantine/release", OPERATOR, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.iter().filter(|r| r["ok"] == true).count(), 2);
+    assert_eq!(results[2]["ok"], false);
+    let got = lab.sink.wait_for(3);
+    assert_eq!(got.len(), 3);
+    let r = lab.api(
+        "POST",
+        "/v1/quarantine/delete",
+        OPERATOR,
+        format!(r#"{{"ids":["{z}","{x}"]}}"#).as_bytes(),
+    );
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(
+        results[1]["ok"], false,
+        "a released message cannot be deleted"
+    );
+    let m = lab.server.metrics();
+    assert!(m.contains("portcullis_released_recipients_total 4"), "{m}");
+    assert!(
+        m.contains("portcullis_release_stamps_passed_total 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_quarantine_open 2"),
+        "the forwarded and tampered copies are held: {m}"
+    );
+}
+
+#[test]
+fn operators_search_release_and_delete_sqlite() {
+    operator_release_scenario(Db::Sqlite);
+}
+
+#[test]
+fn operators_search_release_and_delete_postgres() {
+    operator_release_scenario(Db::Postgres);
+}
+
+fn links_scenario(db: Db) {
+    let lab = lab(db, "");
+    let raw = message("Your parcel", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com", "b@example.com"]);
+    let link_a = lab.link(&id, "a@example.com");
+
+    // GET (what link scanners do) shows a page and changes nothing.
+    for _ in 0..3 {
+        let page = lab.server.get(&link_a);
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert!(page.text().contains("Release to my mailbox"));
+        assert!(
+            page.header("content-security-policy")
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    }
+    assert!(lab.sink.messages().is_empty());
+    assert_eq!(lab.detail(&id)["state"], "held");
+    let token_csrf = csrf(&lab.server.get(&link_a).text());
+
+    // Tampered, expired, foreign and CSRF-less requests are refused.
+    let mut bad = link_a.clone().into_bytes();
+    let last = bad.len() - 3;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    assert_eq!(lab.server.get(&bad).status, 403);
+    let form = |c: &str| format!("csrf={c}");
+    assert_eq!(
+        lab.server
+            .post(&bad, &[], form(&token_csrf).as_bytes())
+            .status,
+        403
+    );
+    let keys = lab.keys();
+    let expired = portcullis::release::link::mint(&keys.link, &id, "a@example.com", 1_000_000);
+    assert_eq!(lab.server.get(&format!("/release/{expired}")).status, 410);
+    assert_eq!(
+        lab.server
+            .post(&format!("/release/{expired}"), &[], b"csrf=x")
+            .status,
+        410
+    );
+    let far = portcullis::release::unix_now() + 3600;
+    let stranger = portcullis::release::link::mint(&keys.link, &id, "mallory@example.org", far);
+    assert_eq!(lab.server.get(&format!("/release/{stranger}")).status, 403);
+    let stranger_post = lab.server.post(&format!("/release/{stranger}"), &[], b"");
+    assert_eq!(stranger_post.status, 403);
+    let other_key = portcullis::release::Keys::from_secret(&[9u8; 32]);
+    let forged = portcullis::release::link::mint(&other_key.link, &id, "a@example.com", far);
+    assert_eq!(lab.server.get(&format!("/release/{forged}")).status, 403);
+    assert_eq!(
+        lab.server.post(&link_a, &[], b"").status,
+        403,
+        "no CSRF field"
+    );
+    assert!(lab.sink.messages().is_empty());
+
+    // POST releases to that recipient only, once.
+    let ok = lab.server.post(
+        &link_a,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form(&token_csrf).as_bytes(),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let got = lab.sink.wait_for(1);
+    assert_eq!(got[0].rcpt_to, vec!["a@example.com"]);
+    assert_is_release_of(&got[0], &raw, &id);
+    let replay = lab.server.post(&link_a, &[], form(&token_csrf).as_bytes());
+    assert_eq!(replay.status, 409, "{}", replay.text());
+    assert!(lab.server.get(&link_a).text().contains("already"));
+    let d = lab.detail(&id);
+    assert_eq!(d["state"], "held", "b is still waiting");
+    let rs = d["recipients"].as_array().unwrap();
+    assert_eq!(
+        rs.iter().find(|r| r["address"] == "a@example.com").unwrap()["state"],
+        "released"
+    );
+    assert_eq!(
+        rs.iter().find(|r| r["address"] == "b@example.com").unwrap()["state"],
+        "held"
+    );
+    let line = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "released")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            line["actor"].as_str(),
+            line["via"].as_str(),
+            line["recipient"].as_str()
+        ),
+        (Some("a@example.com"), Some("link"), Some("a@example.com"))
+    );
+
+    // b's own link finishes the message.
+    let link_b = lab.link(&id, "b@example.com");
+    let c = csrf(&lab.server.get(&link_b).text());
+    assert_eq!(
+        lab.server.post(&link_b, &[], form(&c).as_bytes()).status,
+        200
+    );
+    let got = lab.sink.wait_for(2);
+    assert_eq!(got[1].rcpt_to, vec!["b@example.com"]);
+    assert_eq!(lab.detail(&id)["state"], "released");
+    assert_eq!(
+        sink_count_for(&got, "a@example.com"),
+        1,
+        "a got it exactly once"
+    );
+}
+
+fn sink_count_for(got: &[Delivered], rcpt: &str) -> usize {
+    got.iter()
+        .filter(|d| d.rcpt_to.iter().any(|r| r == rcpt))
+        .count()
+}
+
+#[test]
+fn recipient_links_release_once_to_that_recipient_only_sqlite() {
+    links_scenario(Db::Sqlite);
+}
+
+#[test]
+fn recipient_links_release_once_to_that_recipient_only_postgres() {
+    links_scenario(Db::Postgres);
+}
+
+#[test]
+fn dangerous_findings_make_links_ask_an_operator() {
+    let lab = lab(Db::Sqlite, "");
+    let raw = message("Invoice macro", "PORTCULLIS-TEST-DANGER", "");
+    let id = lab.hold(&raw, &["a@example.com", "b@example.com"]);
+    assert_eq!(lab.detail(&id)["request_only"], true);
+    let link = lab.link(&id, "a@example.com");
+    let page = lab.server.get(&link).text();
+    assert!(page.contains("Ask for release"), "{page}");
+    let r = lab
+        .server
+        .post(&link, &[], format!("csrf={}", csrf(&page)).as_bytes());
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("administrator"));
+    assert!(lab.sink.messages().is_empty(), "a request releases nothing");
+    assert_eq!(lab.detail(&id)["state"], "release_requested");
+    assert_eq!(ids(&lab.list("state=release_requested")), vec![id.clone()]);
+
+    // Deny: back to held. A new link asks again; approve releases to the
+    // asker only.
+    assert_eq!(
+        lab.api("POST", &format!("/v1/quarantine/{id}/deny"), OPERATOR, b"")
+            .status,
+        200
+    );
+    assert_eq!(lab.detail(&id)["state"], "held");
+    assert_eq!(
+        lab.api(
+            "POST",
+            &format!("/v1/quarantine/{id}/approve"),
+            OPERATOR,
+            b""
+        )
+        .status,
+        409,
+        "nothing requested"
+    );
+    let again = lab.link(&id, "a@example.com");
+    let c = csrf(&lab.server.get(&again).text());
+    assert_eq!(
+        lab.server
+            .post(&again, &[], format!("csrf={c}").as_bytes())
+            .status,
+        200
+    );
+    let r = lab.api(
+        "POST",
+        &format!("/v1/quarantine/{id}/approve"),
+        OPERATOR,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = lab.sink.wait_for(1);
+    assert_eq!(got[0].rcpt_to, vec!["a@example.com"]);
+    assert_is_release_of(&got[0], &raw, &id);
+    let d = lab.detail(&id);
+    assert_eq!(d["state"], "held", "b never asked");
+    let ev = audit_events(&d);
+    for e in ["quarantined", "release_requested", "denied", "approved"] {
+        assert!(ev.contains(&e.to_string()), "{ev:?}");
+    }
+}
+
+#[test]
+fn a_relay_failure_keeps_the_message_held_and_the_link_usable() {
+    let lab = lab_with(Sink::start_failing(2), Db::Sqlite, "");
+    let raw = message("Retry me", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com"]);
+    let r = lab.api(
+        "POST",
+        &format!("/v1/quarantine/{id}/release"),
+        OPERATOR,
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let d = lab.detail(&id);
+    assert_eq!(d["state"], "held");
+    assert_eq!(d["recipients"][0]["state"], "held");
+    assert!(audit_events(&d).contains(&"release_failed".to_string()));
+    let link = lab.link(&id, "a@example.com");
+    let c = csrf(&lab.server.get(&link).text());
+    assert_eq!(
+        lab.server
+            .post(&link, &[], format!("csrf={c}").as_bytes())
+            .status,
+        502
+    );
+    assert_eq!(
+        lab.server
+            .post(&link, &[], format!("csrf={c}").as_bytes())
+            .status,
+        200,
+        "the same link works once the relay is back"
+    );
+    assert_is_release_of(&lab.sink.wait_for(1)[0], &raw, &id);
+    assert!(
+        lab.server
+            .metrics()
+            .contains("portcullis_release_failures_total 2")
+    );
+}
+
+#[test]
+fn retention_expires_held_messages_and_removes_their_bytes() {
+    let sink = Sink::start();
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
+    let cfg = config(&sink, Db::Sqlite, rules.path(), "").replace(
+        "[quarantine]\n",
+        "[quarantine]\nretention = \"1s\"\nsweep_interval = \"200ms\"\n",
+    );
+    let lab = Lab {
+        server: Server::start(&cfg),
+        sink,
+    };
+    let raw = message("Old news", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com"]);
+    let blob = lab
+        .server
+        .dir
+        .path()
+        .join("var/quarantine/blobs")
+        .join(&sha(&raw)[..2])
+        .join(sha(&raw));
+    assert!(blob.exists());
+    let d = eventually(Duration::from_secs(20), || {
+        let d = lab.detail(&id);
+        (d["state"] == "expired").then_some(d)
+    })
+    .expect("expired within the sweep interval");
+    let last = d["audit"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["event"].as_str(), last["actor"].as_str()),
+        (Some("expired"), Some("system"))
+    );
+    assert!(!blob.exists(), "expired bytes are removed");
+    assert_eq!(
+        lab.api(
+            "POST",
+            &format!("/v1/quarantine/{id}/release"),
+            OPERATOR,
+            b""
+        )
+        .status,
+        409
+    );
+    drop(rules);
+}
+
+#[test]
+fn digests_list_each_recipients_messages_with_working_links() {
+    let lab = lab(Db::Sqlite, "");
+    let one = lab.hold(
+        &message("First held", "PORTCULLIS-TEST-HOLD", "1"),
+        &["a@example.com", "b@example.com"],
+    );
+    let two = lab.hold(
+        &message("Second held", "PORTCULLIS-TEST-HOLD", "2"),
+        &["a@example.com"],
+    );
+    let out = std::process::Command::new(bin())
+        .args(["digest", "--config"])
+        .arg(lab.server.dir.path().join("portcullis.toml"))
+        .arg("--data-dir")
+        .arg(lab.server.dir.path().join("var"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 recipient(s), 3 message(s)"));
+    let got = lab.sink.wait_for(2);
+    let for_a = got
+        .iter()
+        .find(|d| d.rcpt_to == ["a@example.com"])
+        .expect("a digest for a");
+    let text = String::from_utf8_lossy(&for_a.data).replace("=\r\n", "");
+    assert!(
+        text.contains("First held") && text.contains("Second held"),
+        "{text}"
+    );
+    assert!(got.iter().any(|d| d.rcpt_to == ["b@example.com"]));
+    // The link in the digest releases that message to a.
+    let start = text
+        .find("http://gateway.test:8080/release/")
+        .expect("a link");
+    let link: String = text[start + "http://gateway.test:8080".len()..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let page = lab.server.get(&link).text();
+    let r = lab
+        .server
+        .post(&link, &[], format!("csrf={}", csrf(&page)).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = lab.sink.wait_for(3);
+    assert_eq!(got[2].rcpt_to, vec!["a@example.com"]);
+    let released_id = got[2]
+        .data
+        .split(|&b| b == b';')
+        .nth(1)
+        .map(|s| {
+            String::from_utf8_lossy(s)
+                .trim()
+                .trim_start_matches("id=")
+                .to_string()
+        })
+        .unwrap();
+    assert!(released_id == one || released_id == two);
+}
+
+/// The "done when" of the issue: SIGKILL while messages are being
+/// quarantined; every message whose door answered "quarantined" is there
+/// after a restart, with the right sha256.
+fn sigkill_scenario(db: Db) {
+    let lab = lab(db, "");
+    let addr = lab.server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let stop = std::sync::Arc::clone(&stop);
+        workers.push(std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let raw = message(
+                    &format!("kill test {w}-{i}"),
+                    "PORTCULLIS-TEST-HOLD",
+                    &"x".repeat(i * 97 % 5000),
+                );
+                let req = crate::harness::request_bytes(
+                    "POST",
+                    "/v1/check?rcpt=a%40example.com",
+                    &[],
+                    &raw,
+                );
+                let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+                    break;
+                };
+                use std::io::Write;
+                if s.write_all(&req).is_err() {
+                    break;
+                }
+                let Ok(r) = crate::harness::read_response(&mut std::io::BufReader::new(s)) else {
+                    break;
+                };
+                if r.status == 200 {
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                    if v["action"] == "quarantine" {
+                        acked.push((v["quarantine_id"].as_str().unwrap().to_string(), sha(&raw)));
+                    }
+                }
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.server.signal("KILL");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(String, String)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() >= 4,
+        "the test quarantined too little to mean anything: {}",
+        acked.len()
+    );
+
+    // Restart on the same data directory and database.
+    let config = lab.server.dir.path().join("portcullis.toml");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--milter-listen", "none"])
+        .arg("--data-dir")
+        .arg(lab.server.dir.path().join("var"));
+    let again = Server::spawn(cmd, tempfile::tempdir().unwrap());
+    for (id, want) in &acked {
+        let r = again.request(
+            "GET",
+            &format!("/v1/quarantine/{id}/raw"),
+            &[("Authorization", &auth(ADMIN))],
+            b"",
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "acknowledged {id} is missing after SIGKILL: {}",
+            r.text()
+        );
+        assert_eq!(&sha(&r.body), want, "{id}");
+    }
+}
+
+#[test]
+fn sigkill_while_quarantining_loses_no_acknowledged_message_sqlite() {
+    sigkill_scenario(Db::Sqlite);
+}
+
+#[test]
+fn sigkill_while_quarantining_loses_no_acknowledged_message_postgres() {
+    sigkill_scenario(Db::Postgres);
+}
+
+#[test]
+fn the_ui_needs_a_login_checks_csrf_and_hides_actions_by_role() {
+    let lab = lab(Db::Sqlite, "");
+    let id = lab.hold(
+        &message("UI check", "PORTCULLIS-TEST-HOLD", ""),
+        &["a@example.com"],
+    );
+    let r = lab.server.get("/ui");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/ui/login"));
+
+    let login = |user: &str, password: &str| -> Option<String> {
+        let page = lab.server.get("/ui/login");
+        let pre = page
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let body = format!(
+            "csrf={}&user={user}&password={}",
+            csrf(&page.text()),
+            password.replace(' ', "+")
+        );
+        let r = lab.server.post(
+            "/ui/login",
+            &[
+                ("Cookie", &pre),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        );
+        (r.status == 303).then(|| {
+            r.header("set-cookie")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+    };
+    assert!(login("olivia", "wrong password here").is_none());
+    assert!(login("nobody", "correct horse battery staple").is_none());
+    let no_csrf = lab.server.post(
+        "/ui/login",
+        &[],
+        b"user=olivia&password=correct+horse+battery+staple",
+    );
+    assert_eq!(no_csrf.status, 403, "login forms carry CSRF tokens too");
+
+    let auditor = login("arthur", "correct horse battery staple").expect("auditor logs in");
+    let page = lab
+        .server
+        .request("GET", &format!("/ui/m/{id}"), &[("Cookie", &auditor)], b"");
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.text().contains("id=\"release\""),
+        "auditors see no release button"
+    );
+    assert!(!page.text().contains("id=\"raw\""));
+    let c = csrf(&page.text());
+    let r = lab.server.request(
+        "POST",
+        &format!("/ui/m/{id}/release"),
+        &[("Cookie", &auditor)],
+        format!("csrf={c}").as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+
+    let op = login("olivia", "correct horse battery staple").expect("operator logs in");
+    let page = lab
+        .server
+        .request("GET", &format!("/ui/m/{id}"), &[("Cookie", &op)], b"");
+    assert!(page.text().contains("id=\"release\""));
+    // A form posted from elsewhere has no valid token: refused, nothing sent.
+    let r = lab.server.request(
+        "POST",
+        &format!("/ui/m/{id}/release"),
+        &[("Cookie", &op)],
+        b"csrf=00",
+    );
+    assert_eq!(r.status, 403);
+    let r = lab.server.request(
+        "POST",
+        &format!("/ui/m/{id}/release"),
+        &[("Cookie", &op)],
+        format!("csrf={c}").as_bytes(),
+    );
+    assert_eq!(r.status, 403, "another session's token does not work");
+    assert!(lab.sink.messages().is_empty());
+    let c = csrf(&page.text());
+    let r = lab.server.request(
+        "POST",
+        &format!("/ui/m/{id}/release"),
+        &[("Cookie", &op)],
+        format!("csrf={c}").as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    lab.sink.wait_for(1);
+    let d = lab.detail(&id);
+    let line = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "released")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (line["actor"].as_str(), line["via"].as_str()),
+        (Some("user:olivia"), Some("ui"))
+    );
+
+    // An API token logs in as well, with its own role.
+    let admin = login("", ADMIN).expect("token login");
+    let page = lab
+        .server
+        .request("GET", &format!("/ui/m/{id}"), &[("Cookie", &admin)], b"");
+    assert!(page.text().contains("id=\"raw\""));
+    let raw = lab.server.request(
+        "GET",
+        &format!("/ui/m/{id}/raw"),
+        &[("Cookie", &admin)],
+        b"",
+    );
+    assert_eq!(
+        raw.header("content-disposition")
+            .map(|v| v.starts_with("attachment")),
+        Some(true)
+    );
+}
