@@ -55,7 +55,7 @@ pub fn fresh_postgres() -> String {
     let name = format!(
         "t_{}_{}",
         std::process::id(),
-        hex::encode(sha(format!("{:?}", std::time::Instant::now())).as_bytes())[..12].to_string()
+        &hex::encode(sha(format!("{:?}", std::time::Instant::now())).as_bytes())[..12]
     );
     block_on(async {
         use sqlx::Connection;
@@ -167,7 +167,7 @@ pub fn message(subject: &str, marker: &str, extra_body: &str) -> Vec<u8> {
         "From: Sender <sender@example.net>\r\nTo: a@example.com, b@example.com\r\n\
          Subject: {subject}\r\nMessage-ID: <{}@example.net>\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\nHello,\r\n{marker}\r\n.a line starting with a dot\r\n{extra_body}\r\n",
-        sha(subject)[..16].to_string()
+        &sha(subject)[..16]
     )
     .into_bytes()
 }

@@ -4,11 +4,12 @@ mod harness;
 mod openapi;
 mod util;
 
+mod browser;
 mod cli;
 pub mod clients;
 mod hostile;
 mod milter;
-mod quarantine;
+pub mod quarantine;
 mod rules;
 mod samples;
 mod serve;
