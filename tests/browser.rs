@@ -117,7 +117,10 @@ impl Driver {
             &self.s("/element"),
             Some(json!({ "using": "css selector", "value": css })),
         );
-        v["value"][ELEMENT].as_str().expect("element id").to_string()
+        v["value"][ELEMENT]
+            .as_str()
+            .expect("element id")
+            .to_string()
     }
 
     fn count(&self, css: &str) -> usize {
@@ -131,7 +134,11 @@ impl Driver {
 
     fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css);
-        self.call("POST", &self.s(&format!("/element/{e}/clear")), Some(json!({})));
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/clear")),
+            Some(json!({})),
+        );
         self.call(
             "POST",
             &self.s(&format!("/element/{e}/value")),
@@ -141,7 +148,11 @@ impl Driver {
 
     fn click(&self, css: &str) {
         let e = self.find(css);
-        self.call("POST", &self.s(&format!("/element/{e}/click")), Some(json!({})));
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/click")),
+            Some(json!({})),
+        );
     }
 
     fn text(&self, css: &str) -> String {
@@ -246,13 +257,23 @@ fn chromium_logs_in_filters_releases_and_runs_no_script_from_mail() {
 
     // The hostile message: shown as text, nothing runs, nothing loads.
     d.goto(&format!("{base}/ui/m/{hostile}"));
-    assert!(d.text("#subject").contains("<script>"), "the subject is shown as text");
+    assert!(
+        d.text("#subject").contains("<script>"),
+        "the subject is shown as text"
+    );
     assert!(d.text("#headers").contains("window.__pwned='from'"));
     assert_eq!(d.eval("return typeof window.__pwned"), "undefined");
     assert!(!d.alert_open(), "no alert opened");
-    assert_eq!(d.count("#headers script, #body script, #subject script, img, iframe"), 0);
+    assert_eq!(
+        d.count("#headers script, #body script, #subject script, img, iframe"),
+        0
+    );
     d.goto(&format!("{base}/ui"));
     assert_eq!(d.eval("return typeof window.__pwned"), "undefined");
     assert!(!d.alert_open());
-    assert_eq!(d.count("td script, td img, td b"), 0, "queue cells hold text only");
+    assert_eq!(
+        d.count("td script, td img, td b"),
+        0,
+        "queue cells hold text only"
+    );
 }

@@ -179,3 +179,69 @@ fn postfix_with_portcullis_as_its_milter() {
     drop(s);
     assert_postfix_tempfails(p1, lab);
 }
+
+/// The release loop with a real MTA: Postfix hands a message to our milter,
+/// we hold it; an operator releases it; we re-inject it into that same
+/// Postfix, whose milter (us again) sees the release stamp and lets it
+/// through, and Postfix delivers it. Held once, delivered once.
+#[test]
+fn postfix_delivers_a_released_message_through_the_milter_without_holding_it_again() {
+    use crate::harness::eventually;
+    use crate::quarantine::{Db, OPERATOR, auth, lab, message};
+    let lab_q = lab(Db::Sqlite, "");
+    let s = &lab_q.server;
+    let lab_dir = tempfile::tempdir().unwrap();
+    let pf = lab_dir.path();
+    let (_postfix, p1) = start_postfix(pf, s.milter_addr().port(), &[]);
+    let raw = message("Held at the MTA", "PORTCULLIS-TEST-HOLD", "");
+    let (code, t) = crate::clients::swaks(p1, &["user@example.test"], &raw, pf);
+    assert_eq!(code, 0, "{t}");
+    let records = s.quarantine_records();
+    assert_eq!(records.len(), 1);
+    let id = records[0]["id"].as_str().unwrap().to_string();
+    assert!(crate::clients::maildir_messages(pf).is_empty());
+
+    // Point the release relay at this Postfix (a reload: [release] is live).
+    let config = s.dir.path().join("portcullis.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let relay = format!("relay = \"127.0.0.1:{p1}\"");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("relay = ") {
+                relay.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config, text).unwrap();
+    let before = s.log().matches("reloaded config and rules").count();
+    s.signal("HUP");
+    eventually(Duration::from_secs(30), || {
+        (s.log().matches("reloaded config and rules").count() > before).then_some(())
+    })
+    .expect("reloaded");
+
+    let r = s.request(
+        "POST",
+        &format!("/v1/quarantine/{id}/release"),
+        &[("Authorization", &auth(OPERATOR))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let delivered = eventually(Duration::from_secs(60), || {
+        let m = crate::clients::maildir_messages(pf);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("not delivered; Postfix log:\n{}", _postfix.log()));
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].contains(&format!("X-Portcullis-Release: v1; id={id};")));
+    assert!(delivered[0].contains("PORTCULLIS-TEST-HOLD"));
+    assert_eq!(s.quarantine_records().len(), 1, "not held a second time");
+    assert!(
+        s.metrics()
+            .contains("portcullis_release_stamps_passed_total 1")
+    );
+}

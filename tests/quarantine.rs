@@ -1082,3 +1082,78 @@ fn the_ui_needs_a_login_checks_csrf_and_hides_actions_by_role() {
         Some(true)
     );
 }
+
+/// Operators racing: many concurrent releases and deletes of one message.
+/// Exactly one release wins, the message is sent once, and a delete never
+/// slips in beside it.
+fn race_scenario(db: Db) {
+    let lab = lab(db, "");
+    let raw = message("Contended", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com", "b@example.com"]);
+    let addr = lab.server.addr;
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let id = id.clone();
+            std::thread::spawn(move || {
+                let (method, path) = if i % 4 == 3 {
+                    ("DELETE", format!("/v1/quarantine/{id}"))
+                } else {
+                    ("POST", format!("/v1/quarantine/{id}/release"))
+                };
+                let req = crate::harness::request_bytes(
+                    method,
+                    &path,
+                    &[("Authorization", &auth(OPERATOR))],
+                    b"",
+                );
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                std::io::Write::write_all(&mut s, &req).unwrap();
+                (
+                    method,
+                    crate::harness::read_response(&mut std::io::BufReader::new(s))
+                        .unwrap()
+                        .status,
+                )
+            })
+        })
+        .collect();
+    let results: Vec<(&str, u16)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let released = results
+        .iter()
+        .filter(|(m, s)| *m == "POST" && *s == 200)
+        .count();
+    let deleted = results
+        .iter()
+        .filter(|(m, s)| *m == "DELETE" && *s == 200)
+        .count();
+    assert_eq!(
+        released + deleted,
+        1,
+        "exactly one change wins: {results:?}"
+    );
+    assert!(
+        results.iter().all(|(_, s)| *s == 200 || *s == 409),
+        "{results:?}"
+    );
+    // Every answer came after its SMTP transaction ended.
+    let sent = lab.sink.messages().len();
+    assert_eq!(
+        sent, released,
+        "sent once, or not at all when the delete won"
+    );
+    let d = lab.detail(&id);
+    assert_eq!(
+        d["state"],
+        if released == 1 { "released" } else { "deleted" }
+    );
+}
+
+#[test]
+fn concurrent_releases_and_deletes_send_at_most_once_sqlite() {
+    race_scenario(Db::Sqlite);
+}
+
+#[test]
+fn concurrent_releases_and_deletes_send_at_most_once_postgres() {
+    race_scenario(Db::Postgres);
+}
