@@ -425,11 +425,16 @@ pub fn start_postfix(lab: &Path, milter_port: u16, extra_vars: &[(&str, String)]
         render(include_str!("peers/postfix/main.cf.in"), &vars),
     )
     .unwrap();
-    std::fs::write(
-        lab.join("etc/master.cf"),
-        render(include_str!("peers/postfix/master.cf.in"), &vars),
-    )
-    .unwrap();
+    let mut master_cf = render(include_str!("peers/postfix/master.cf.in"), &vars);
+    // With REINJECT, the re-injection listener exactly as deploy/postfix
+    // ships it, on that port instead of 10025.
+    if let Some((_, port)) = vars.iter().find(|(k, _)| *k == "REINJECT") {
+        master_cf.push_str(
+            &include_str!("../deploy/postfix/master.cf")
+                .replace("127.0.0.1:10025", &format!("127.0.0.1:{port}")),
+        );
+    }
+    std::fs::write(lab.join("etc/master.cf"), master_cf).unwrap();
     // Postfix will not read a config file changed in the last seconds.
     run_ok(
         Command::new("touch")

@@ -180,36 +180,15 @@ fn postfix_with_portcullis_as_its_milter() {
     assert_postfix_tempfails(p1, lab);
 }
 
-/// The release loop with a real MTA: Postfix hands a message to our milter,
-/// we hold it; an operator releases it; we re-inject it into that same
-/// Postfix, whose milter (us again) sees the release stamp and lets it
-/// through, and Postfix delivers it. Held once, delivered once.
-#[test]
-fn postfix_delivers_a_released_message_through_the_milter_without_holding_it_again() {
-    use crate::harness::eventually;
-    use crate::quarantine::{Db, OPERATOR, auth, lab, message};
-    let lab_q = lab(Db::Sqlite, "");
-    let s = &lab_q.server;
-    let lab_dir = tempfile::tempdir().unwrap();
-    let pf = lab_dir.path();
-    let (_postfix, p1) = start_postfix(pf, s.milter_addr().port(), &[]);
-    let raw = message("Held at the MTA", "PORTCULLIS-TEST-HOLD", "");
-    let (code, t) = crate::clients::swaks(p1, &["user@example.test"], &raw, pf);
-    assert_eq!(code, 0, "{t}");
-    let records = s.quarantine_records();
-    assert_eq!(records.len(), 1);
-    let id = records[0]["id"].as_str().unwrap().to_string();
-    assert!(crate::clients::maildir_messages(pf).is_empty());
-
-    // Point the release relay at this Postfix (a reload: [release] is live).
+/// Points the release relay at `port` with a reload ([release] is live).
+fn set_relay(s: &Server, port: u16) {
     let config = s.dir.path().join("portcullis.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let relay = format!("relay = \"127.0.0.1:{p1}\"");
     let text: String = text
         .lines()
         .map(|l| {
             if l.starts_with("relay = ") {
-                relay.clone()
+                format!("relay = \"127.0.0.1:{port}\"")
             } else {
                 l.to_string()
             }
@@ -219,27 +198,82 @@ fn postfix_delivers_a_released_message_through_the_milter_without_holding_it_aga
     std::fs::write(&config, text).unwrap();
     let before = s.log().matches("reloaded config and rules").count();
     s.signal("HUP");
-    eventually(Duration::from_secs(30), || {
+    crate::harness::eventually(Duration::from_secs(30), || {
         (s.log().matches("reloaded config and rules").count() > before).then_some(())
     })
     .expect("reloaded");
+}
 
-    let r = s.request(
-        "POST",
-        &format!("/v1/quarantine/{id}/release"),
-        &[("Authorization", &auth(OPERATOR))],
-        b"",
+/// The release loop with a real MTA: Postfix hands messages to our milter
+/// and we hold them. One is released through the re-injection listener
+/// exactly as deploy/postfix/master.cf ships it (no milter there); the
+/// other straight back into the filtering smtpd, where our milter sees the
+/// release stamp and lets it through. Each is held once and delivered once.
+#[test]
+fn postfix_delivers_released_messages_without_holding_them_again() {
+    use crate::harness::{eventually, free_port};
+    use crate::quarantine::{Db, OPERATOR, auth, lab, message};
+    let lab_q = lab(Db::Sqlite, "");
+    let s = &lab_q.server;
+    let lab_dir = tempfile::tempdir().unwrap();
+    let pf = lab_dir.path();
+    let reinject = free_port();
+    let (postfix, p1) = start_postfix(
+        pf,
+        s.milter_addr().port(),
+        &[("REINJECT", reinject.to_string())],
     );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let delivered = eventually(Duration::from_secs(60), || {
-        let m = crate::clients::maildir_messages(pf);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("not delivered; Postfix log:\n{}", _postfix.log()));
-    assert_eq!(delivered.len(), 1);
-    assert!(delivered[0].contains(&format!("X-Portcullis-Release: v1; id={id};")));
-    assert!(delivered[0].contains("PORTCULLIS-TEST-HOLD"));
-    assert_eq!(s.quarantine_records().len(), 1, "not held a second time");
+    for subject in ["Held at the MTA one", "Held at the MTA two"] {
+        let raw = message(subject, "PORTCULLIS-TEST-HOLD", "");
+        let (code, t) = crate::clients::swaks(p1, &["user@example.test"], &raw, pf);
+        assert_eq!(code, 0, "{t}");
+    }
+    let records = s.quarantine_records();
+    assert_eq!(records.len(), 2);
+    assert!(crate::clients::maildir_messages(pf).is_empty());
+    let release = |id: &str| {
+        let r = s.request(
+            "POST",
+            &format!("/v1/quarantine/{id}/release"),
+            &[("Authorization", &auth(OPERATOR))],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let delivered = |n: usize| {
+        eventually(Duration::from_secs(60), || {
+            let m = crate::clients::maildir_messages(pf);
+            (m.len() >= n).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("not delivered; Postfix log:\n{}", postfix.log()))
+    };
+
+    set_relay(s, reinject);
+    let first = records[0]["id"].as_str().unwrap().to_string();
+    release(&first);
+    let got = delivered(1);
+    assert!(got[0].contains(&format!("X-Portcullis-Release: v1; id={first};")));
+    assert!(
+        s.metrics()
+            .contains("portcullis_release_stamps_passed_total 0"),
+        "the milter was skipped"
+    );
+
+    set_relay(s, p1);
+    let second = records[1]["id"].as_str().unwrap().to_string();
+    release(&second);
+    let got = delivered(2);
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .any(|m| m.contains(&format!("X-Portcullis-Release: v1; id={second};")))
+    );
+    assert!(got.iter().all(|m| m.contains("PORTCULLIS-TEST-HOLD")));
+    assert_eq!(
+        s.quarantine_records().len(),
+        2,
+        "neither was held a second time"
+    );
     assert!(
         s.metrics()
             .contains("portcullis_release_stamps_passed_total 1")
