@@ -419,6 +419,10 @@ pub struct ReleaseConfig {
     pub link_ttl: Duration,
     /// How long a release stamp lets the re-injected message pass.
     pub stamp_ttl: Duration,
+    /// SMTP clients a stamped message must come from to pass: where the
+    /// release relay hands mail back to the MTA (the MTA itself). A stamp
+    /// arriving from anywhere else is ignored and the message inspected.
+    pub stamp_networks: Vec<Cidr>,
     /// A finding with one of these severities makes a recipient's link ask
     /// an operator instead of releasing.
     pub request_only_severities: Vec<String>,
@@ -439,6 +443,7 @@ impl Default for ReleaseConfig {
             public_url: "http://127.0.0.1:11333".into(),
             link_ttl: Duration::from_secs(14 * 86400),
             stamp_ttl: Duration::from_secs(3600),
+            stamp_networks: default_hook_networks(),
             request_only_severities: vec!["high".into(), "critical".into()],
             request_only_actions: vec![Action::Reject, Action::Discard],
             secret_file: None,
@@ -605,6 +610,7 @@ struct RawRelease {
     public_url: Option<String>,
     link_ttl: Option<String>,
     stamp_ttl: Option<String>,
+    stamp_networks: Option<Vec<String>>,
     request_only_severities: Option<Vec<String>>,
     request_only_actions: Option<Vec<String>>,
     secret_file: Option<PathBuf>,
@@ -1106,6 +1112,16 @@ fn validate_release(r: RawRelease, d: ReleaseConfig) -> Result<ReleaseConfig, Co
         public_url,
         link_ttl: dur("release.link_ttl", r.link_ttl, d.link_ttl)?,
         stamp_ttl: dur("release.stamp_ttl", r.stamp_ttl, d.stamp_ttl)?,
+        stamp_networks: match r.stamp_networks {
+            None => d.stamp_networks,
+            Some(list) => list
+                .iter()
+                .map(|n| {
+                    n.parse::<Cidr>()
+                        .map_err(|e| ConfigError::Invalid(format!("release.stamp_networks: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         request_only_severities: r
             .request_only_severities
             .map(|v| v.into_iter().map(|s| s.to_lowercase()).collect())

@@ -407,21 +407,46 @@ fn operator_release_scenario(db: Db) {
     // The stamped message comes back through the gateway and passes; the
     // same stamp for a recipient it was not released to does not.
     let back = lab.server.post(
-        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com",
+        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com&ip=127.0.0.1",
         &[],
         &got[0].data,
     );
-    assert_eq!(back.json()["action"], "accept", "{}", back.text());
+    assert_eq!(
+        back.json()["action"],
+        "accept",
+        "{}\n{}",
+        back.text(),
+        lab.server.log()
+    );
     assert!(back.json()["summary"].as_str().unwrap().contains(&id));
-    let forwarded = lab
-        .server
-        .post("/v1/check?rcpt=mallory%40example.org", &[], &got[0].data);
+    let forwarded = lab.server.post(
+        "/v1/check?rcpt=mallory%40example.org&ip=127.0.0.1",
+        &[],
+        &got[0].data,
+    );
     assert_eq!(forwarded.json()["action"], "quarantine");
+    // From the internet (not release.stamp_networks) even a perfect stamp
+    // is ignored.
+    let outside = lab.server.post(
+        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com&ip=203.0.113.5",
+        &[],
+        &got[0].data,
+    );
+    assert_eq!(outside.json()["action"], "quarantine");
+    // A correctly signed stamp for a recipient the quarantine never
+    // released (say, a leaked key) does not pass either.
+    let mut forged =
+        portcullis::release::prepare(&lab.keys().stamp, &id, &["c@example.com".to_string()], &raw);
+    forged.extend_from_slice(b"\r\n");
+    let f = lab
+        .server
+        .post("/v1/check?rcpt=c%40example.com&ip=127.0.0.1", &[], &forged);
+    assert_eq!(f.json()["action"], "quarantine", "not released to c");
     let mut tampered = got[0].data.clone();
     let n = tampered.len();
     tampered[n - 5] ^= 1;
     let t = lab.server.post(
-        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com",
+        "/v1/check?rcpt=a%40example.com&rcpt=b%40example.com&ip=127.0.0.1",
         &[],
         &tampered,
     );
@@ -495,8 +520,8 @@ fn operator_release_scenario(db: Db) {
         "{m}"
     );
     assert!(
-        m.contains("portcullis_quarantine_open 2"),
-        "the forwarded and tampered copies are held: {m}"
+        m.contains("portcullis_quarantine_open 4"),
+        "the forwarded, outside, forged and tampered copies are held: {m}"
     );
 }
 
@@ -721,6 +746,12 @@ fn a_relay_failure_keeps_the_message_held_and_the_link_usable() {
     assert_eq!(d["state"], "held");
     assert_eq!(d["recipients"][0]["state"], "held");
     assert!(audit_events(&d).contains(&"release_failed".to_string()));
+    assert!(
+        d["audit"].as_array().unwrap().iter().any(|a| a["detail"]
+            .as_str()
+            .is_some_and(|t| t.contains("sink told to fail"))),
+        "the relay's answer is in the audit trail"
+    );
     let link = lab.link(&id, "a@example.com");
     let c = csrf(&lab.server.get(&link).text());
     assert_eq!(
@@ -1156,4 +1187,144 @@ fn concurrent_releases_and_deletes_send_at_most_once_sqlite() {
 #[test]
 fn concurrent_releases_and_deletes_send_at_most_once_postgres() {
     race_scenario(Db::Postgres);
+}
+
+#[test]
+fn a_recipient_the_relay_refuses_does_not_hold_back_the_others() {
+    let lab = lab(Db::Sqlite, "");
+    let raw = message("Mixed recipients", "PORTCULLIS-TEST-HOLD", "");
+    let id = lab.hold(&raw, &["a@example.com", "refused@example.com"]);
+    let r = lab.api(
+        "POST",
+        &format!("/v1/quarantine/{id}/release"),
+        OPERATOR,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    crate::openapi::assert_response("/v1/quarantine/{id}/release", "post", 200, &v);
+    assert_eq!(v["recipients"], serde_json::json!(["a@example.com"]));
+    assert_eq!(v["failed"][0]["recipient"], "refused@example.com");
+    assert!(
+        v["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such user")
+    );
+    let got = lab.sink.wait_for(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, vec!["a@example.com"]);
+    assert_is_release_of(&got[0], &raw, &id);
+    let d = lab.detail(&id);
+    assert_eq!(d["state"], "held", "the refused recipient is still waiting");
+    let rs = d["recipients"].as_array().unwrap();
+    assert_eq!(
+        rs.iter()
+            .find(|r| r["address"] == "refused@example.com")
+            .unwrap()["state"],
+        "held"
+    );
+
+    // Downloads are audited, with who and from where.
+    lab.api("GET", &format!("/v1/quarantine/{id}/raw"), ADMIN, b"");
+    let d = lab.detail(&id);
+    let dl = d["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "downloaded")
+        .cloned()
+        .expect("download audited");
+    assert_eq!(
+        (dl["actor"].as_str(), dl["address"].as_str()),
+        (Some("token:root"), Some("127.0.0.1"))
+    );
+}
+
+/// A release that stopped between its claim and its record (a crash, a
+/// lost database connection) is put back once its claim is stale, never
+/// while it may still be running; a release that lost its claim that way
+/// cannot record over the recovery.
+fn stale_claim_scenario(db: Db) {
+    use portcullis::store::{Actor, Event, RecipientState, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(fresh_postgres()),
+    };
+    let raw = message("Claimed", "PORTCULLIS-TEST-HOLD", "");
+    let mut sub = portcullis::Submission::mail(raw.clone());
+    sub.envelope.rcpt_to = vec!["a@example.com".into()];
+    let report = crate::util::engine().inspect(&sub).unwrap();
+    block_on(async {
+        let store = std::sync::Arc::new(Store::open(dir.path(), url.as_deref()).await.unwrap());
+        let id = store
+            .quarantine(
+                raw.clone().into(),
+                &sub.envelope,
+                portcullis::model::Door::Native,
+                &report,
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap();
+        let claimed = store
+            .db
+            .claim(&id, None, &[RecipientState::Held], "claim-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed, vec!["a@example.com"]);
+        // A second releaser finds nothing to take.
+        assert!(
+            store
+                .db
+                .claim(&id, None, &[RecipientState::Held], "claim-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.db.recover(60_000).await.unwrap(),
+            0,
+            "a fresh claim is left alone"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(store.db.recover(10).await.unwrap(), 1);
+        let r = store.db.recipients(&id).await.unwrap();
+        assert_eq!(r[0].state, RecipientState::Held);
+        // The interrupted release comes back late: its record is refused.
+        let state = store
+            .db
+            .finish(
+                &id,
+                &claimed,
+                "claim-1",
+                true,
+                Event::Released,
+                &Actor::system(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(state, portcullis::store::State::Held);
+        assert_eq!(
+            store.db.recipients(&id).await.unwrap()[0].state,
+            RecipientState::Held
+        );
+        let d = store.db.detail(&id).await.unwrap().unwrap();
+        let events: Vec<_> = d.audit.iter().map(|a| a.event.as_str()).collect();
+        assert_eq!(events, vec!["quarantined", "recovered"]);
+    });
+}
+
+#[test]
+fn stale_release_claims_are_recovered_and_live_ones_are_not_sqlite() {
+    stale_claim_scenario(Db::Sqlite);
+}
+
+#[test]
+fn stale_release_claims_are_recovered_and_live_ones_are_not_postgres() {
+    stale_claim_scenario(Db::Postgres);
 }

@@ -161,24 +161,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Opens the quarantine (blobs, database, migrations), puts releases a
-/// crash interrupted back in the queue, and loads the signing keys.
+/// Opens the quarantine (blobs, database, migrations) and loads the
+/// signing keys. Interrupted releases are recovered by `serve`'s
+/// housekeeping once stale, never here: `portcullis digest` opens the
+/// store too, beside a running `serve`.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<Store>, Keys)> {
     let data_dir = &config.server.data_dir;
     let store = Store::open(data_dir, config.quarantine.database.as_deref())
         .await
         .with_context(|| format!("opening the quarantine in {}", data_dir.display()))?;
-    let recovered = store
-        .db
-        .recover()
-        .await
-        .context("recovering interrupted releases")?;
-    if recovered > 0 {
-        tracing::warn!(
-            recipients = recovered,
-            "releases interrupted by the last stop are back in the queue"
-        );
-    }
     let secret = config
         .release
         .secret_file
@@ -278,6 +269,17 @@ async fn housekeeping(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<b
         let cfg = gw.live();
         let now = tokio::time::Instant::now();
         if now >= next_sweep {
+            // A release that has not finished in twice the relay timeout
+            // (plus a minute) is not running any more, on any node.
+            let stale = (cfg.release.timeout * 2 + std::time::Duration::from_secs(60)).as_millis();
+            match gw.store.db.recover(stale as i64).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    recipients = n,
+                    "interrupted releases are back in the queue (the relay may get them twice)"
+                ),
+                Err(e) => tracing::error!(error = %e, "recovering interrupted releases failed"),
+            }
             match gw.store.sweep(crate::store::now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "retention: held messages expired"),

@@ -185,7 +185,7 @@ async fn run(
     sub: Submission,
     hold: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Checked, DoorError> {
-    if let Some(checked) = released(gw, &sub) {
+    if let Some(checked) = released(gw, &sub).await {
         return Ok(checked);
     }
     let raw = Arc::clone(&sub.raw);
@@ -225,22 +225,44 @@ async fn run(
     })
 }
 
-/// A message we released ourselves, coming back through the MTA: when its
-/// release stamp verifies for these recipients it passes uninspected.
-/// A stamp that does not verify is ignored (the message is inspected like
-/// any other), so a forged one gains nothing.
-fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
-    if sub.kind != crate::model::InputKind::Mail {
+/// A message we released ourselves, coming back through the MTA: it passes
+/// uninspected when all of these hold: it came from `release.stamp_networks`
+/// (the MTA's re-injection side, not the internet), its stamp verifies for
+/// this body and these recipients and is fresh, and the quarantine shows
+/// the message released (or being released) to every one of them. Otherwise the stamp is
+/// ignored and the message inspected like any other, so a forged or
+/// replayed one gains nothing.
+async fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
+    if sub.kind != crate::model::InputKind::Mail || sub.envelope.rcpt_to.is_empty() {
         return None;
     }
+    // Cheap refusals first: the body hash below is only paid for mail
+    // from the networks allowed to carry a stamp.
+    header_value(&sub.raw, crate::release::stamp::HEADER)?;
     let cfg = gw.live();
-    let id = match crate::release::stamp::verify(
-        &gw.releaser.keys.stamp,
-        &sub.raw,
-        &sub.envelope.rcpt_to,
-        crate::release::unix_now(),
-        cfg.release.stamp_ttl.as_secs(),
-    ) {
+    let from_relay = sub
+        .envelope
+        .client_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| cfg.release.stamp_networks.iter().any(|n| n.contains(ip)));
+    if !from_relay {
+        tracing::warn!(
+            client_ip = sub.envelope.client_ip.as_deref().unwrap_or(""),
+            "release stamp from outside release.stamp_networks ignored: inspecting the message"
+        );
+        return None;
+    }
+    let raw = Arc::clone(&sub.raw);
+    let rcpts = sub.envelope.rcpt_to.clone();
+    let key = gw.releaser.keys.stamp;
+    let ttl = cfg.release.stamp_ttl.as_secs();
+    let verified = tokio::task::spawn_blocking(move || {
+        crate::release::stamp::verify(&key, &raw, &rcpts, crate::release::unix_now(), ttl)
+    })
+    .await
+    .ok()?;
+    let id = match verified {
         Ok(Some(id)) => id,
         Ok(None) => return None,
         Err(e) => {
@@ -248,6 +270,25 @@ fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
             return None;
         }
     };
+    let recipients = match gw.store.db.recipients(&id).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "release stamp not checked against the quarantine: inspecting the message");
+            return None;
+        }
+    };
+    // `releasing` too: when the relay filters through us, we see the
+    // message while our own release is still waiting for the relay's 250.
+    use crate::store::RecipientState::{Released, Releasing};
+    let all_released = sub.envelope.rcpt_to.iter().all(|r| {
+        recipients
+            .iter()
+            .any(|q| q.address.eq_ignore_ascii_case(r) && matches!(q.state, Released | Releasing))
+    });
+    if !all_released {
+        tracing::warn!(quarantine_id = %id, "release stamp for recipients the quarantine has not released: inspecting the message");
+        return None;
+    }
     gw.metrics.stamp_passed();
     let verdict = crate::model::Verdict {
         action: Action::Accept,

@@ -198,7 +198,7 @@ async fn raw(
 ) -> Result<Response, ApiError> {
     let cfg = gw.live();
     let (who, _) = auth::caller(&cfg.auth, &headers, cfg.quarantine.raw_download_role)?;
-    raw_response(&gw, &id, &who, peer).await
+    raw_response(&gw, &id, &who, Via::Api, peer).await
 }
 
 /// The stored bytes as a download. Shared with the UI.
@@ -206,6 +206,7 @@ pub async fn raw_response(
     gw: &Arc<Gateway>,
     id: &str,
     who: &str,
+    via: Via,
     peer: SocketAddr,
 ) -> Result<Response, ApiError> {
     let s = gw
@@ -231,6 +232,15 @@ pub async fn raw_response(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(quarantine_id = id, by = who, from = %peer.ip(), "raw message downloaded");
+    gw.store
+        .db
+        .note(
+            id,
+            Event::Downloaded,
+            &actor(who.to_string(), via, peer),
+            None,
+        )
+        .await?;
     let safe_id: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -295,21 +305,41 @@ pub async fn release(
     actor: &Actor,
     approve: bool,
 ) -> Result<Released, ReleaseError> {
-    let cfg = gw.live();
-    let (from, event): (&[RecipientState], Event) = if approve {
-        (&[RecipientState::ReleaseRequested], Event::Approved)
+    const APPROVE: &[RecipientState] = &[RecipientState::ReleaseRequested];
+    const RELEASE: &[RecipientState] = &[RecipientState::Held, RecipientState::ReleaseRequested];
+    let (from, event) = if approve {
+        (APPROVE, Event::Approved)
     } else {
-        (
-            &[RecipientState::Held, RecipientState::ReleaseRequested],
-            Event::Released,
-        )
+        (RELEASE, Event::Released)
     };
-    let result = gw
-        .releaser
-        .release(&cfg.release, id, only, from, event, actor)
-        .await;
+    // Its own task: a client that hangs up (or a drain timeout) must not
+    // cancel a release between the SMTP transaction and its record.
+    let task = {
+        let gw = Arc::clone(gw);
+        let id = id.to_string();
+        let only = only.map(<[String]>::to_vec);
+        let actor = actor.clone();
+        tokio::spawn(async move {
+            let cfg = gw.live();
+            gw.releaser
+                .release(&cfg.release, &id, only.as_deref(), from, event, &actor)
+                .await
+        })
+    };
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "release task failed");
+            Err(ReleaseError::Relay("the release task failed".into()))
+        }
+    };
     match &result {
-        Ok(r) => gw.metrics.released(r.recipients.len()),
+        Ok(r) => {
+            gw.metrics.released(r.recipients.len());
+            for _ in &r.failed {
+                gw.metrics.release_failed();
+            }
+        }
         Err(ReleaseError::Relay(_)) => gw.metrics.release_failed(),
         Err(_) => {}
     }
@@ -420,7 +450,7 @@ async fn bulk_release(
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
         results.push(match release(&gw, &id, None, &who, false).await {
-            Ok(r) => json!({ "id": id, "ok": true, "recipients": r.recipients, "state": r.state }),
+            Ok(r) => json!({ "id": id, "ok": true, "recipients": r.recipients, "failed": r.failed, "state": r.state }),
             Err(e) => json!({ "id": id, "ok": false, "error": e.to_string() }),
         });
     }

@@ -44,6 +44,7 @@ pub async fn send_all(releaser: &Releaser, cfg: &Config) -> Result<DigestRun, St
                 &data,
             )
             .await
+            .map_err(|e| e.message)
         }
         .await;
         match sent {

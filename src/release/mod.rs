@@ -34,8 +34,26 @@ pub enum ReleaseError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Released {
     pub id: String,
+    /// Recipients the relay accepted the message for.
     pub recipients: Vec<String>,
+    /// Recipients the relay refused; they stay held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<Refused>,
     pub state: State,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refused {
+    pub recipient: String,
+    pub error: String,
+}
+
+/// How a send to the relay went.
+#[derive(Debug)]
+pub struct SendError {
+    pub message: String,
+    /// A 5xx answer: the relay decided, nothing was delivered.
+    pub permanent: bool,
 }
 
 pub struct Releaser {
@@ -84,7 +102,10 @@ impl Releaser {
             .summary(id)
             .await?
             .ok_or(ReleaseError::NotFound)?;
-        let claimed = match self.store.db.claim(id, only, from).await? {
+        let mut claim = [0u8; 16];
+        let _ = getrandom::fill(&mut claim);
+        let claim = hex::encode(claim);
+        let claimed = match self.store.db.claim(id, only, from, &claim).await? {
             Ok(c) => c,
             Err(Change::NotFound) => return Err(ReleaseError::NotFound),
             Err(Change::Conflict(s)) => return Err(ReleaseError::Conflict(s)),
@@ -93,39 +114,105 @@ impl Releaser {
         if claimed.is_empty() {
             return Err(ReleaseError::NothingToRelease);
         }
-        let sent = async {
-            let raw = self
-                .store
-                .raw(&summary.sha256)
-                .await
-                .map_err(|e| e.to_string())?;
-            let data = prepare(&self.keys.stamp, id, &claimed, &raw);
-            send(cfg, summary.sender.as_deref(), &claimed, &data).await
-        }
-        .await;
-        match sent {
-            Ok(()) => {
-                let state = self
-                    .store
-                    .db
-                    .finish(id, &claimed, true, event, actor, None)
-                    .await?;
-                tracing::info!(quarantine_id = id, recipients = ?claimed, by = %actor.name, via = actor.via.as_str(), "released");
-                Ok(Released {
-                    id: id.to_string(),
-                    recipients: claimed,
-                    state,
-                })
-            }
-            Err(why) => {
-                tracing::warn!(quarantine_id = id, error = %why, "release failed; the message stays held");
+        let raw = match self.store.raw(&summary.sha256).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                let why = format!("the stored message cannot be read: {e}");
                 self.store
                     .db
-                    .finish(id, &claimed, false, Event::ReleaseFailed, actor, Some(&why))
+                    .finish(
+                        id,
+                        &claimed,
+                        &claim,
+                        false,
+                        Event::ReleaseFailed,
+                        actor,
+                        Some(&why),
+                    )
                     .await?;
-                Err(ReleaseError::Relay(why))
+                return Err(ReleaseError::Store(e));
+            }
+        };
+        // One transaction for everyone, as the message came in. When the
+        // relay refuses it outright (5xx, e.g. one recipient unknown),
+        // nothing was delivered, so each recipient is tried on their own
+        // and one bad address does not hold back the others.
+        let sender = summary.sender.as_deref();
+        let mut sent = Vec::new();
+        let mut failed: Vec<Refused> = Vec::new();
+        match self.send_to(cfg, id, sender, &claimed, &raw).await {
+            Ok(()) => sent = claimed.clone(),
+            Err(e) if e.permanent && claimed.len() > 1 => {
+                for r in &claimed {
+                    match self
+                        .send_to(cfg, id, sender, std::slice::from_ref(r), &raw)
+                        .await
+                    {
+                        Ok(()) => sent.push(r.clone()),
+                        Err(e) => failed.push(Refused {
+                            recipient: r.clone(),
+                            error: e.message,
+                        }),
+                    }
+                }
+            }
+            Err(e) => {
+                failed = claimed
+                    .iter()
+                    .map(|r| Refused {
+                        recipient: r.clone(),
+                        error: e.message.clone(),
+                    })
+                    .collect()
             }
         }
+        let mut state = State::Held;
+        if !sent.is_empty() {
+            state = self
+                .store
+                .db
+                .finish(id, &sent, &claim, true, event, actor, None)
+                .await?;
+            tracing::info!(quarantine_id = id, recipients = ?sent, by = %actor.name, via = actor.via.as_str(), "released");
+        }
+        for f in &failed {
+            tracing::warn!(quarantine_id = id, recipient = %f.recipient, error = %f.error, "release failed; the recipient stays held");
+            state = self
+                .store
+                .db
+                .finish(
+                    id,
+                    std::slice::from_ref(&f.recipient),
+                    &claim,
+                    false,
+                    Event::ReleaseFailed,
+                    actor,
+                    Some(&f.error),
+                )
+                .await?;
+        }
+        if sent.is_empty() {
+            let why = failed.first().map(|f| f.error.clone()).unwrap_or_default();
+            return Err(ReleaseError::Relay(why));
+        }
+        Ok(Released {
+            id: id.to_string(),
+            recipients: sent,
+            failed,
+            state,
+        })
+    }
+
+    async fn send_to(
+        &self,
+        cfg: &ReleaseConfig,
+        id: &str,
+        sender: Option<&str>,
+        rcpts: &[String],
+        raw: &[u8],
+    ) -> Result<(), SendError> {
+        let data = prepare(&self.keys.stamp, id, rcpts, raw);
+        send(cfg, sender, rcpts, &data).await
     }
 
     /// A recipient's link to this message.
@@ -166,29 +253,33 @@ pub async fn send(
     from: Option<&str>,
     recipients: &[String],
     data: &[u8],
-) -> Result<(), String> {
+) -> Result<(), SendError> {
+    let local = |message: String| SendError {
+        message,
+        permanent: true,
+    };
     use lettre::transport::smtp::AsyncSmtpTransport;
     use lettre::transport::smtp::extension::ClientId;
     let (host, port) = cfg
         .relay
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse().ok()?)))
-        .ok_or_else(|| format!("release.relay {:?} is not HOST:PORT", cfg.relay))?;
+        .ok_or_else(|| local(format!("release.relay {:?} is not HOST:PORT", cfg.relay)))?;
     let from = match from.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
             s.parse::<lettre::Address>()
-                .map_err(|e| format!("sender {s:?}: {e}"))?,
+                .map_err(|e| local(format!("sender {s:?}: {e}")))?,
         ),
     };
     let to = recipients
         .iter()
         .map(|r| {
             r.parse::<lettre::Address>()
-                .map_err(|e| format!("recipient {r:?}: {e}"))
+                .map_err(|e| local(format!("recipient {r:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let envelope = lettre::address::Envelope::new(from, to).map_err(|e| e.to_string())?;
+    let envelope = lettre::address::Envelope::new(from, to).map_err(|e| local(e.to_string()))?;
     let hello = match &cfg.helo {
         Some(h) => ClientId::Domain(h.clone()),
         None => ClientId::default(),
@@ -202,7 +293,10 @@ pub async fn send(
         .send_raw(&envelope, data)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| SendError {
+            permanent: e.is_permanent(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]

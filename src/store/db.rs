@@ -112,6 +112,8 @@ pub struct ListQuery {
 }
 
 pub const MAX_PAGE: u32 = 500;
+/// Paging deeper than this is a search that should use filters.
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Page {
@@ -149,6 +151,12 @@ impl Db {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
+        // A configured SQLite path is created on first start, like the default.
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_string()
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
@@ -170,7 +178,7 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect(&url)
             .await?;
         match backend {
             Backend::Sqlite => SQLITE.run(&pool).await?,
@@ -234,12 +242,13 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for f in &m.report.findings {
+        for (position, f) in m.report.findings.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO findings (message_id, rule, path, severity, action, monitor) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO findings (message_id, position, rule, path, severity, action, monitor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(m.id)
+            .bind(position as i64)
             .bind(f.kind.name())
             .bind(f.path.as_str())
             .bind(f.severity.clone())
@@ -333,13 +342,14 @@ impl Db {
             .await?
             .try_get("n")?;
         let limit = q.limit.clamp(1, MAX_PAGE);
+        let offset = q.offset.min(MAX_OFFSET);
         let dir = if q.ascending { "ASC" } else { "DESC" };
         // The id breaks ties so paging is stable.
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM messages m{filter} ORDER BY {} {dir}, m.id {dir} \
              LIMIT {limit} OFFSET {}",
             q.sort.column(),
-            q.offset
+            offset
         );
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &args)
             .fetch_all(&self.pool)
@@ -351,7 +361,7 @@ impl Db {
         self.fill_recipients(&mut items).await?;
         Ok(Page {
             total,
-            offset: q.offset,
+            offset,
             limit,
             items,
         })
@@ -422,7 +432,8 @@ impl Db {
 
     pub async fn findings(&self, id: &str) -> Result<Vec<StoredFinding>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rule, path, severity, action, monitor FROM findings WHERE message_id = $1",
+            "SELECT rule, path, severity, action, monitor FROM findings WHERE message_id = $1 \
+             ORDER BY position",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -524,13 +535,15 @@ impl Db {
     }
 
     /// Claims recipients for a release: each named recipient (or every
-    /// open one when `only` is None) in `from` states moves to `releasing`.
-    /// Returns the claimed addresses; empty when there was nothing to take.
+    /// open one when `only` is None) in `from` states moves to
+    /// `releasing`, owned by `claim_id`. Returns the claimed addresses;
+    /// empty when there was nothing to take.
     pub async fn claim(
         &self,
         id: &str,
         only: Option<&[String]>,
         from: &[RecipientState],
+        claim_id: &str,
     ) -> Result<Result<Vec<String>, Change>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -551,10 +564,12 @@ impl Db {
                 continue;
             }
             let n = sqlx::query(
-                "UPDATE recipients SET state = $1, prev_state = state, updated_ms = $2 \
-                 WHERE message_id = $3 AND address = $4 AND state = $5",
+                "UPDATE recipients SET state = $1, prev_state = state, claim_id = $2, \
+                 claimed_ms = $3, updated_ms = $3 \
+                 WHERE message_id = $4 AND address = $5 AND state = $6",
             )
             .bind(RecipientState::Releasing.as_str())
+            .bind(claim_id)
             .bind(now)
             .bind(id)
             .bind(r.address.as_str())
@@ -570,12 +585,16 @@ impl Db {
         Ok(Ok(claimed))
     }
 
-    /// Ends a release: claimed recipients become released (sent) or go
-    /// back to where they were (failed); the message state follows.
+    /// Ends a release: the recipients `claim_id` holds become released
+    /// (`sent`) or go back to where they were; the message state follows.
+    /// Returns the new message state and how many recipients it changed
+    /// (fewer than asked means the claim was lost, which is logged).
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish(
         &self,
         id: &str,
         recipients: &[String],
+        claim_id: &str,
         sent: bool,
         event: Event,
         actor: &Actor,
@@ -587,26 +606,41 @@ impl Db {
             .await?
             .map(|(s, _)| s)
             .unwrap_or(State::Held);
+        let mut changed = Vec::new();
         for r in recipients {
             let q = if sent {
                 sqlx::query(
-                    "UPDATE recipients SET state = $1, prev_state = NULL, updated_ms = $2 \
-                     WHERE message_id = $3 AND address = $4 AND state = $5",
+                    "UPDATE recipients SET state = $1, prev_state = NULL, claim_id = NULL, \
+                     claimed_ms = NULL, updated_ms = $2 \
+                     WHERE message_id = $3 AND address = $4 AND state = $5 AND claim_id = $6",
                 )
                 .bind(RecipientState::Released.as_str())
             } else {
                 sqlx::query(
                     "UPDATE recipients SET state = COALESCE(prev_state, $1), prev_state = NULL, \
-                     updated_ms = $2 WHERE message_id = $3 AND address = $4 AND state = $5",
+                     claim_id = NULL, claimed_ms = NULL, updated_ms = $2 \
+                     WHERE message_id = $3 AND address = $4 AND state = $5 AND claim_id = $6",
                 )
                 .bind(RecipientState::Held.as_str())
             };
-            q.bind(now)
+            let n = q
+                .bind(now)
                 .bind(id)
                 .bind(r.as_str())
                 .bind(RecipientState::Releasing.as_str())
+                .bind(claim_id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            if n == 1 {
+                changed.push(r.as_str());
+            } else {
+                tracing::error!(
+                    quarantine_id = id,
+                    recipient = %r,
+                    "a release lost its claim on a recipient (recovered as stale?): check for a duplicate delivery"
+                );
+            }
         }
         let to = derive_state(&mut tx, id, from).await?;
         sqlx::query("UPDATE messages SET state = $1, updated_ms = $2 WHERE id = $3")
@@ -615,7 +649,7 @@ impl Db {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        for r in recipients {
+        for r in changed {
             audit(
                 &mut tx,
                 id,
@@ -631,6 +665,31 @@ impl Db {
         }
         tx.commit().await?;
         Ok(to)
+    }
+
+    /// Records an event that changes no state (a raw download).
+    pub async fn note(
+        &self,
+        id: &str,
+        event: Event,
+        actor: &Actor,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        audit(
+            &mut tx,
+            id,
+            now_ms(),
+            event,
+            actor,
+            None,
+            None,
+            None,
+            detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A recipient asks for a release an operator must approve.
@@ -813,34 +872,38 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Start-up: releases a crash interrupted go back to the queue. The
-    /// SMTP relay may or may not have the message; sending it again later
-    /// risks a duplicate, never a loss.
-    pub async fn recover(&self) -> Result<usize, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT message_id FROM recipients WHERE state = $1")
-            .bind(RecipientState::Releasing.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+    /// Releases that stopped without finishing (a crash, a lost database
+    /// connection after the send) go back to the queue once their claim is
+    /// older than `stale_ms`: longer than any live release can take, so a
+    /// release still running (here or on another node) is never touched.
+    /// The relay may then get the message twice; never zero times while
+    /// we say "released".
+    pub async fn recover(&self, stale_ms: i64) -> Result<usize, StoreError> {
+        let cutoff = now_ms().saturating_sub(stale_ms);
+        let rows = sqlx::query(
+            "SELECT message_id, address, claim_id FROM recipients \
+             WHERE state = $1 AND (claimed_ms IS NULL OR claimed_ms < $2)",
+        )
+        .bind(RecipientState::Releasing.as_str())
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
         let mut n = 0;
         for row in &rows {
             let id: String = row.try_get("message_id")?;
-            let stuck: Vec<String> = self
-                .recipients(&id)
-                .await?
-                .into_iter()
-                .filter(|r| r.state == RecipientState::Releasing)
-                .map(|r| r.address)
-                .collect();
-            n += stuck.len();
+            let address: String = row.try_get("address")?;
+            let claim: Option<String> = row.try_get("claim_id")?;
             self.finish(
                 &id,
-                &stuck,
+                &[address],
+                claim.as_deref().unwrap_or(""),
                 false,
                 Event::Recovered,
                 &Actor::system(),
-                Some("release interrupted by a restart"),
+                Some("release interrupted before it was recorded"),
             )
             .await?;
+            n += 1;
         }
         Ok(n)
     }

@@ -192,8 +192,10 @@ pub enum Event {
     Denied,
     Deleted,
     Expired,
-    /// A release interrupted by a crash, put back in the queue at start-up.
+    /// A release interrupted by a crash, put back in the queue.
     Recovered,
+    /// Raw bytes downloaded (no state change; security teams want to know).
+    Downloaded,
 }
 
 impl Event {
@@ -208,6 +210,7 @@ impl Event {
             Event::Deleted => "deleted",
             Event::Expired => "expired",
             Event::Recovered => "recovered",
+            Event::Downloaded => "downloaded",
         }
     }
 }

@@ -210,6 +210,11 @@ async fn login(
     let principal = if name.is_empty() {
         auth::token_identity(&cfg.auth, password.trim()).map(|(n, _)| format!("token:{n}"))
     } else {
+        // argon2 is slow and memory-hungry on purpose: at most two at a
+        // time, so a login flood cannot crowd out quarantine writes on the
+        // blocking pool; the rest wait their turn.
+        static ARGON2: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _turn = ARGON2.acquire().await.ok();
         let auth_cfg = cfg.auth.clone();
         let n = name.clone();
         tokio::task::spawn_blocking(move || auth::user_login(&auth_cfg, &n, &password))
@@ -496,11 +501,14 @@ struct MessagePage {
 }
 
 const SHOWN_MAX: usize = 64 << 10;
+const PREVIEW_INPUT_MAX: usize = 4 << 20;
 
 /// The header block and a text rendering of the body, for display only.
 /// Parsing is CPU work on hostile bytes: off the runtime, and a panic in
 /// the parser costs the preview, not the page.
-async fn preview(raw: Vec<u8>) -> (String, String) {
+async fn preview(mut raw: Vec<u8>) -> (String, String) {
+    // A preview needs the head and the start of the text, not 64 MiB.
+    raw.truncate(PREVIEW_INPUT_MAX);
     tokio::task::spawn_blocking(move || {
         let end = memchr::memmem::find(&raw, b"\r\n\r\n")
             .or_else(|| memchr::memmem::find(&raw, b"\n\n"))
@@ -647,10 +655,20 @@ async fn message(
         })
         .collect();
     let sm = &d.summary;
+    // Fixed texts by code: a link cannot put words in the operator's UI.
     let notice = crate::doors::native::query_pairs(query.as_deref())
         .into_iter()
         .find(|(k, _)| k == "done")
-        .map(|(_, v)| v);
+        .and_then(|(_, v)| match v.as_str() {
+            "released" => Some("Released to the waiting recipients."),
+            "partial" => Some(
+                "Released to some recipients; the relay refused the others (see the audit trail).",
+            ),
+            "deleted" => Some("Deleted."),
+            "denied" => Some("Release requests denied."),
+            _ => None,
+        })
+        .map(str::to_string);
     let open = sm.state.is_open();
     page(&MessagePage {
         user: Some(u.clone()),
@@ -721,7 +739,7 @@ async fn raw(
             Some(format!("/ui/m/{}", enc(&id))),
         );
     }
-    match raw_response(&gw, &id, &u.name, peer).await {
+    match raw_response(&gw, &id, &u.name, Via::Ui, peer).await {
         Ok(r) => harden(r),
         Err(e) => result_page(e.0, Some(u), "Not available", &e.1, Some("/ui".into())),
     }
@@ -779,26 +797,30 @@ async fn act(
     };
     let who = actor(&u, peer);
     let back = format!("/ui/m/{}", enc(&id));
-    let outcome: Result<String, ApiError> = match action.as_str() {
+    let outcome: Result<&str, ApiError> = match action.as_str() {
         "release" | "approve" => release(&gw, &id, None, &who, action == "approve")
             .await
-            .map(|r| format!("Released to {}.", r.recipients.join(", ")))
+            .map(|r| {
+                if r.failed.is_empty() {
+                    "released"
+                } else {
+                    "partial"
+                }
+            })
             .map_err(ApiError::from),
         "delete" => match gw.store.delete(&id, &who).await {
-            Ok(c) => change_result(&id, c, State::Deleted).map(|_| "Deleted.".to_string()),
+            Ok(c) => change_result(&id, c, State::Deleted).map(|_| "deleted"),
             Err(e) => Err(e.into()),
         },
         "deny" => match gw.store.db.deny(&id, &who).await {
-            Ok(c) => {
-                change_result(&id, c, State::Held).map(|_| "Release requests denied.".to_string())
-            }
+            Ok(c) => change_result(&id, c, State::Held).map(|_| "denied"),
             Err(e) => Err(e.into()),
         },
         _ => Err(ApiError(StatusCode::NOT_FOUND, "no such action".into())),
     };
     match outcome {
         // Post/redirect/get, so a reload does not post again.
-        Ok(done) => harden(Redirect::to(&format!("{back}?done={}", enc(&done))).into_response()),
+        Ok(done) => harden(Redirect::to(&format!("{back}?done={done}")).into_response()),
         Err(e) => result_page(e.0, Some(u), "Not done", &e.1, Some(back)),
     }
 }
@@ -1048,7 +1070,14 @@ async fn link_release(
         };
     }
     let only = [claims.recipient.clone()];
-    match release(&gw, &claims.id, Some(&only), &who, false).await {
+    let result = release(&gw, &claims.id, Some(&only), &who, false).await;
+    if result.is_err() {
+        // Not the recipient's doing: the link stays usable.
+        if let Err(e) = gw.store.db.unspend_link(&claims.nonce).await {
+            tracing::error!(error = %e, "could not restore a release link after a failed release");
+        }
+    }
+    match result {
         Ok(_) => result_page(
             StatusCode::OK,
             None,
@@ -1056,19 +1085,13 @@ async fn link_release(
             "The message is on its way to your mailbox.",
             None,
         ),
-        Err(ReleaseError::Relay(_)) => {
-            // Not the recipient's fault: the link stays usable.
-            if let Err(e) = gw.store.db.unspend_link(&claims.nonce).await {
-                tracing::error!(error = %e, "could not restore a release link after a failed send");
-            }
-            result_page(
-                StatusCode::BAD_GATEWAY,
-                None,
-                "Not released",
-                "The message could not be delivered just now. Please try again later or contact your administrator.",
-                None,
-            )
-        }
+        Err(ReleaseError::Relay(_)) => result_page(
+            StatusCode::BAD_GATEWAY,
+            None,
+            "Not released",
+            "The message could not be delivered just now. Please try again later or contact your administrator.",
+            None,
+        ),
         Err(ReleaseError::NothingToRelease) | Err(ReleaseError::Conflict(_)) => result_page(
             StatusCode::CONFLICT,
             None,

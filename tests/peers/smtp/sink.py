@@ -5,6 +5,7 @@ received, dot-unstuffed) and N.json (envelope).
 
 usage: sink.py PORT OUTDIR [--fail-first N]
 With --fail-first N the first N transactions are answered 451 at DATA.
+RCPT TO:<refused@…> is answered 550 (an unknown user at the relay).
 """
 import asyncio, json, os, sys
 from aiosmtpd.controller import Controller
@@ -15,6 +16,13 @@ class Keep:
         self.out = out
         self.count = 0
         self.fail_left = fail_first
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # An address that does not exist at the relay: refused for good.
+        if address.lower().startswith("refused@"):
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.fail_left > 0:

@@ -36,6 +36,10 @@ CREATE TABLE recipients (
     address     TEXT NOT NULL,
     state       TEXT NOT NULL,
     prev_state  TEXT,
+    -- A release in progress owns the recipient: its random claim id and
+    -- when it took it (stale claims are recovered, live ones never).
+    claim_id    TEXT,
+    claimed_ms  BIGINT,
     updated_ms  BIGINT NOT NULL,
     PRIMARY KEY (message_id, address)
 );
@@ -43,6 +47,7 @@ CREATE INDEX recipients_address ON recipients (address, state);
 
 CREATE TABLE findings (
     message_id  TEXT NOT NULL REFERENCES messages (id),
+    position    BIGINT NOT NULL,
     rule        TEXT NOT NULL,
     path        TEXT NOT NULL,
     severity    TEXT,
