@@ -135,6 +135,9 @@ pub fn time_ms(v: &str) -> Option<i64> {
     if let Ok(n) = v.parse::<i64>() {
         return Some(n);
     }
+    if v.len() > 32 {
+        return None;
+    }
     let v = v.trim_end_matches('Z');
     let (date, time) = v.split_once(['T', ' ']).unwrap_or((v, "00:00:00"));
     let mut d = date.split('-').map(|p| p.parse::<i64>());
@@ -143,7 +146,13 @@ pub fn time_ms(v: &str) -> Option<i64> {
     let hh = t.next().and_then(Result::ok).unwrap_or(0);
     let mm = t.next().and_then(Result::ok).unwrap_or(0);
     let ss = t.next().and_then(Result::ok).unwrap_or(0);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+    {
         return None;
     }
     // Howard Hinnant's days_from_civil.

@@ -47,6 +47,21 @@ impl Blobs {
             let dir = root.join(format!("{i:02x}"));
             fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         }
+        // Writes a crash interrupted. Only old ones: another process on
+        // this data directory (`portcullis digest` beside `serve`) may be
+        // writing right now.
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < hour_ago);
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         for dir in [&root, &quarantine, data_dir] {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -64,8 +79,10 @@ impl Blobs {
         let sha256 = hex::encode(Sha256::digest(raw));
         let path = self.path(&sha256)?;
         // Content-addressed: the same message quarantined twice is one
-        // blob. An existing blob was fsynced when it was written.
-        if !path.exists() {
+        // blob. An existing blob was fsynced when it was written; one of
+        // the wrong size (damaged on disk) is written again.
+        let intact = fs::metadata(&path).is_ok_and(|m| m.len() == raw.len() as u64);
+        if !intact {
             self.write_atomic(&path, raw)?;
         }
         Ok(sha256)

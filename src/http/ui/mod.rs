@@ -341,6 +341,7 @@ async fn queue(
         }
     };
     q.limit = q.limit.min(200);
+    q.offset = q.offset.min(crate::store::db::MAX_OFFSET);
     let pairs = crate::doors::native::query_pairs(query.as_deref());
     let get = |k: &str| field(&pairs, k).unwrap_or("").to_string();
     let f = Filters {
