@@ -367,9 +367,36 @@ impl Db {
         })
     }
 
+    /// The recipients of a page of messages, in one query.
     async fn fill_recipients(&self, items: &mut [Summary]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT message_id, address, state FROM recipients WHERE message_id IN ({}) \
+             ORDER BY message_id, address",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for item in items.iter() {
+            q = q.bind(item.id.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut by_id: std::collections::HashMap<String, Vec<Recipient>> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            let state: String = r.try_get("state")?;
+            by_id
+                .entry(r.try_get("message_id")?)
+                .or_default()
+                .push(Recipient {
+                    address: r.try_get("address")?,
+                    state: RecipientState::parse(&state).unwrap_or(RecipientState::Held),
+                });
+        }
         for item in items.iter_mut() {
-            item.recipients = self.recipients(&item.id).await?;
+            item.recipients = by_id.remove(&item.id).unwrap_or_default();
         }
         Ok(())
     }
