@@ -1328,3 +1328,31 @@ fn stale_release_claims_are_recovered_and_live_ones_are_not_sqlite() {
 fn stale_release_claims_are_recovered_and_live_ones_are_not_postgres() {
     stale_claim_scenario(Db::Postgres);
 }
+
+#[test]
+fn serve_sends_digests_on_its_schedule() {
+    let sink = Sink::start();
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
+    let cfg = config(
+        &sink,
+        Db::Sqlite,
+        rules.path(),
+        "\n[digest]\ninterval = \"1s\"\nfrom = \"quarantine@gateway.test\"\n",
+    );
+    let lab = Lab {
+        server: Server::start(&cfg),
+        sink,
+    };
+    lab.hold(
+        &message("Scheduled digest", "PORTCULLIS-TEST-HOLD", ""),
+        &["a@example.com"],
+    );
+    let got = lab.sink.wait_for(1);
+    let digest = got
+        .iter()
+        .find(|d| d.mail_from == "quarantine@gateway.test")
+        .expect("a digest from digest.from");
+    assert_eq!(digest.rcpt_to, vec!["a@example.com"]);
+    assert!(String::from_utf8_lossy(&digest.data).contains("Scheduled digest"));
+}
