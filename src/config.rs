@@ -105,7 +105,7 @@ pub struct ServerConfig {
     /// rspamd's 11333 because rspamc, given no `-h`, connects to localhost
     /// port 11334 (rspamd's controller, which also scans).
     pub listen: Vec<SocketAddr>,
-    /// Quarantine spool and other state.
+    /// The quarantine (blobs, SQLite index) and the signing secret.
     pub data_dir: PathBuf,
     /// Inspection threads; the CPU count when the config says 0.
     pub workers: usize,

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// HTTP listen address (repeatable); replaces `server.listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
-    /// State directory (quarantine spool); replaces `server.data_dir`.
+    /// State directory (quarantine, signing secret); replaces `server.data_dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Milter listen address, `ADDR:PORT` or `unix:/path` (repeatable);
