@@ -428,6 +428,9 @@ pub struct ReleaseConfig {
     pub request_only_severities: Vec<String>,
     /// Likewise for findings that ask for one of these actions on their own.
     pub request_only_actions: Vec<Action>,
+    /// Who is mailed when a recipient asks for a release (empty: nobody;
+    /// the requests still wait in the queue under `release_requested`).
+    pub notify: Vec<String>,
     /// 32+ random bytes that sign links, stamps and sessions. Default:
     /// `server.data_dir/secret.key`, created on first start. Nodes that
     /// share a queue must share it.
@@ -446,6 +449,7 @@ impl Default for ReleaseConfig {
             stamp_networks: default_hook_networks(),
             request_only_severities: vec!["high".into(), "critical".into()],
             request_only_actions: vec![Action::Reject, Action::Discard],
+            notify: Vec::new(),
             secret_file: None,
         }
     }
@@ -613,6 +617,7 @@ struct RawRelease {
     stamp_networks: Option<Vec<String>>,
     request_only_severities: Option<Vec<String>>,
     request_only_actions: Option<Vec<String>>,
+    notify: Option<Vec<String>>,
     secret_file: Option<PathBuf>,
 }
 
@@ -1127,6 +1132,7 @@ fn validate_release(r: RawRelease, d: ReleaseConfig) -> Result<ReleaseConfig, Co
             .map(|v| v.into_iter().map(|s| s.to_lowercase()).collect())
             .unwrap_or(d.request_only_severities),
         request_only_actions,
+        notify: r.notify.unwrap_or(d.notify),
         secret_file: r.secret_file,
     })
 }

@@ -669,7 +669,15 @@ fn recipient_links_release_once_to_that_recipient_only_postgres() {
 
 #[test]
 fn dangerous_findings_make_links_ask_an_operator() {
-    let lab = lab(Db::Sqlite, "");
+    let sink = Sink::start();
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
+    let cfg = config(&sink, Db::Sqlite, rules.path(), "")
+        .replace("[release]\n", "[release]\nnotify = [\"soc@example.org\"]\n");
+    let lab = Lab {
+        server: Server::start(&cfg),
+        sink,
+    };
     let raw = message("Invoice macro", "PORTCULLIS-TEST-DANGER", "");
     let id = lab.hold(&raw, &["a@example.com", "b@example.com"]);
     assert_eq!(lab.detail(&id)["request_only"], true);
@@ -681,7 +689,13 @@ fn dangerous_findings_make_links_ask_an_operator() {
         .post(&link, &[], format!("csrf={}", csrf(&page)).as_bytes());
     assert_eq!(r.status, 200);
     assert!(r.text().contains("administrator"));
-    assert!(lab.sink.messages().is_empty(), "a request releases nothing");
+    // The only mail is the operators' notification, naming the message.
+    let note = lab.sink.wait_for(1);
+    assert_eq!(note.len(), 1, "a request releases nothing");
+    assert_eq!(note[0].rcpt_to, vec!["soc@example.org"]);
+    let text = String::from_utf8_lossy(&note[0].data).replace("=\r\n", "");
+    assert!(text.contains(&format!("/ui/m/{id}")), "{text}");
+    assert!(text.contains("a@example.com"));
     assert_eq!(lab.detail(&id)["state"], "release_requested");
     assert_eq!(ids(&lab.list("state=release_requested")), vec![id.clone()]);
 
@@ -719,9 +733,15 @@ fn dangerous_findings_make_links_ask_an_operator() {
         b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let got = lab.sink.wait_for(1);
-    assert_eq!(got[0].rcpt_to, vec!["a@example.com"]);
-    assert_is_release_of(&got[0], &raw, &id);
+    // Two notifications (one per request), then the release itself.
+    let got = lab.sink.wait_for(3);
+    let released: Vec<_> = got
+        .iter()
+        .filter(|d| d.rcpt_to != ["soc@example.org"])
+        .collect();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].rcpt_to, vec!["a@example.com"]);
+    assert_is_release_of(released[0], &raw, &id);
     let d = lab.detail(&id);
     assert_eq!(d["state"], "held", "b never asked");
     let ev = audit_events(&d);

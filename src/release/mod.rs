@@ -215,6 +215,57 @@ impl Releaser {
         send(cfg, sender, rcpts, &data).await
     }
 
+    /// Tells `release.notify` that a recipient asks for a release. Best
+    /// effort: the request is in the queue whether or not this mail goes.
+    pub async fn notify_request(&self, cfg: &ReleaseConfig, from: &str, id: &str, recipient: &str) {
+        if cfg.notify.is_empty() {
+            return;
+        }
+        let summary = match self.store.db.summary(id).await {
+            Ok(Some(s)) => s,
+            _ => return,
+        };
+        let body = format!(
+            "{recipient} asks for the release of a held message that only an operator may release.\n\n\
+             From:    {}\nSubject: {}\nWhy:     {}\n\nReview it: {}/ui/m/{id}\n",
+            summary
+                .sender
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("<>"),
+            summary.subject.as_deref().unwrap_or("(none)"),
+            summary.summary,
+            cfg.public_url,
+        );
+        for to in &cfg.notify {
+            let sent = async {
+                let msg = lettre::Message::builder()
+                    .from(from.parse().map_err(|e| format!("digest.from: {e}"))?)
+                    .to(to
+                        .parse()
+                        .map_err(|e| format!("release.notify {to:?}: {e}"))?)
+                    .subject(format!(
+                        "Release requested: {}",
+                        summary.subject.as_deref().unwrap_or("(no subject)")
+                    ))
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                    .body(body.clone())
+                    .map_err(|e| e.to_string())?;
+                let mut data = msg.formatted();
+                if data.ends_with(b"\r\n") {
+                    data.truncate(data.len() - 2);
+                }
+                send(cfg, Some(from), std::slice::from_ref(to), &data)
+                    .await
+                    .map_err(|e| e.message)
+            }
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(to = %to, error = %e, "release request notification not sent");
+            }
+        }
+    }
+
     /// A recipient's link to this message.
     pub fn link(&self, cfg: &ReleaseConfig, id: &str, recipient: &str) -> String {
         let expires = unix_now().saturating_add(cfg.link_ttl.as_secs());

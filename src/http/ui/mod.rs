@@ -1045,6 +1045,15 @@ async fn link_release(
         {
             Ok(Change::Done { .. }) => {
                 tracing::info!(quarantine_id = %claims.id, recipient = %claims.recipient, "release requested by recipient");
+                // Off the request: the recipient's page does not wait for mail.
+                let gw2 = Arc::clone(&gw);
+                let (id, rcpt) = (claims.id.clone(), claims.recipient.clone());
+                tokio::spawn(async move {
+                    let cfg = gw2.live();
+                    gw2.releaser
+                        .notify_request(&cfg.release, &cfg.digest.from, &id, &rcpt)
+                        .await;
+                });
                 result_page(
                     StatusCode::OK,
                     None,

@@ -28,6 +28,7 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_received ON messages (received_ms);
 CREATE INDEX messages_state_expires ON messages (state, expires_ms);
+CREATE INDEX messages_state_received ON messages (state, received_ms);
 CREATE INDEX messages_sender ON messages (sender);
 CREATE INDEX messages_sha256 ON messages (sha256);
 
