@@ -419,6 +419,14 @@ fn operator_release_scenario(db: Db) {
         lab.server.log()
     );
     assert!(back.json()["summary"].as_str().unwrap().contains(&id));
+    let mods = back.json()["modifications"].clone();
+    assert!(
+        mods.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["op"] == "remove_header" && m["name"] == "X-Portcullis-Action"),
+        "forged X-Portcullis-* headers in a released message are still replaced: {mods}"
+    );
     let forwarded = lab.server.post(
         "/v1/check?rcpt=mallory%40example.org&ip=127.0.0.1",
         &[],

@@ -229,9 +229,9 @@ async fn run(
 /// uninspected when all of these hold: it came from `release.stamp_networks`
 /// (the MTA's re-injection side, not the internet), its stamp verifies for
 /// this body and these recipients and is fresh, and the quarantine shows
-/// the message released (or being released) to every one of them. Otherwise the stamp is
-/// ignored and the message inspected like any other, so a forged or
-/// replayed one gains nothing.
+/// the message released (or being released) to every one of them.
+/// Otherwise the stamp is ignored and the message inspected like any
+/// other, so a forged or replayed one gains nothing.
 async fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
     if sub.kind != crate::model::InputKind::Mail || sub.envelope.rcpt_to.is_empty() {
         return None;
@@ -290,11 +290,10 @@ async fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
         return None;
     }
     gw.metrics.stamp_passed();
-    let verdict = crate::model::Verdict {
-        action: Action::Accept,
-        summary: format!("released from quarantine {id}"),
-        ..Default::default()
-    };
+    // The accept verdict policy gives a clean message, so X-Portcullis-*
+    // headers forged into the original are replaced by ours as usual.
+    let mut verdict = crate::policy::decide(&cfg.policy, &[]);
+    verdict.summary = format!("released from quarantine {id}");
     Some(Checked {
         report: Report {
             schema: REPORT_SCHEMA,
