@@ -243,3 +243,104 @@ fn config_is_validated_and_applied() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_deph"));
 }
+
+/// `rules test`: a candidate rule set against a corpus with sidecar and
+/// manifest expectations; exit 0 when all hold, 1 on a failed expectation
+/// or a rule that does not compile (named by file:line).
+#[test]
+fn rules_test_checks_a_corpus_against_expected_verdicts() {
+    use crate::quarantine::{RULES, message};
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
+    let corpus = tempfile::tempdir().unwrap();
+    let c = corpus.path();
+    std::fs::write(
+        c.join("hold.eml"),
+        message("Held", "PORTCULLIS-TEST-HOLD", ""),
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("hold.eml.expect.toml"),
+        "action = \"quarantine\"\nrules = [\"Test_Hold_Marker\"]\nabsent = [\"Test_Danger_Marker\"]\n",
+    )
+    .unwrap();
+    std::fs::write(c.join("clean.eml"), message("Clean", "nothing to see", "")).unwrap();
+    std::fs::create_dir(c.join("files")).unwrap();
+    std::fs::write(
+        c.join("files/danger.txt"),
+        b"a file with PORTCULLIS-TEST-DANGER inside",
+    )
+    .unwrap();
+    std::fs::write(c.join("files/unchecked.bin"), b"no expectations here").unwrap();
+    let manifest = |clean_action: &str| {
+        format!(
+            "[[sample]]\nfile = \"clean.eml\"\naction = \"{clean_action}\"\nabsent = [\"Test_Hold_Marker\"]\n\n\
+             [[sample]]\nfile = \"files/danger.txt\"\nrules = [\"Test_Danger_Marker\"]\n"
+        )
+    };
+    std::fs::write(c.join("manifest.toml"), manifest("accept")).unwrap();
+    let test = |dir: &Path| {
+        run(&[
+            "rules",
+            "test",
+            dir.to_str().unwrap(),
+            "--corpus",
+            c.to_str().unwrap(),
+        ])
+    };
+
+    let out = test(rules.path());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("3 passed, 0 failed, 1 without expectations"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("hold.eml") && l.contains("quarantine")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('-') && l.contains("files/unchecked.bin")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with('1') && l.ends_with("Test_Danger_Marker")),
+        "{text}"
+    );
+
+    // An expectation the candidate does not meet.
+    std::fs::write(c.join("manifest.toml"), manifest("quarantine")).unwrap();
+    let out = test(rules.path());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("clean.eml")
+            && l.contains("action accept, expected quarantine")),
+        "{text}"
+    );
+    assert!(text.contains("2 passed, 1 failed"), "{text}");
+
+    // A candidate that does not compile fails with its file and line.
+    std::fs::write(
+        rules.path().join("broken.yar"),
+        "rule Broken {\n  condition:\n    nope\n}\n",
+    )
+    .unwrap();
+    let out = test(rules.path());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("rules do not compile") && text.contains("broken.yar:3"),
+        "{text}"
+    );
+}

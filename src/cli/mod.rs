@@ -2,6 +2,7 @@
 //! so errors here are `anyhow` with context; the library's typed errors end
 //! up printed once.
 
+mod rules_test;
 mod scan;
 pub mod serve;
 
@@ -79,6 +80,9 @@ enum RulesCommand {
         /// Rules directory; the bundled set when omitted.
         dir: Option<PathBuf>,
     },
+    /// Run a candidate rules directory over a corpus with expected verdicts;
+    /// exit 1 on any failure (for the CI of a rules repository).
+    Test(rules_test::RulesTestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Scan(args) => scan::run(args),
+        Command::Rules {
+            command: RulesCommand::Test(args),
+        } => rules_test::run(args),
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => {
