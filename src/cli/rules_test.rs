@@ -194,8 +194,8 @@ pub fn run(args: RulesTestArgs) -> anyhow::Result<ExitCode> {
         args.corpus.display()
     );
     println!(
-        "{:<6} {:<40} {:<11} {}",
-        "result", "sample", "action", "hits / problems"
+        "{:<6} {:<40} {:<11} hits / problems",
+        "result", "sample", "action"
     );
     for f in &files {
         let label = f
