@@ -860,3 +860,53 @@ fn mta_hooks_stages_before_data_are_not_shed_when_the_pool_is_full() {
     assert_eq!(seen.0, serde_json::json!({"action": "accept"}));
     assert_eq!(seen.1["action"], "reject");
 }
+
+#[test]
+fn rules_endpoint_lists_the_running_set_with_what_each_rule_decided() {
+    let token = "auditor-token-for-rules-endpoint";
+    let s = Server::start(&format!(
+        "[[auth.tokens]]\nname = \"audit\"\nrole = \"auditor\"\nsha256 = \"{}\"\n",
+        sha(token)
+    ));
+    assert_eq!(s.get("/v1/rules").status, 401);
+    let r = s.post("/v1/check", &[], &sample("eicar_zip.eml"));
+    assert_eq!(r.json()["action"], "reject");
+    let r = s.request(
+        "GET",
+        "/v1/rules",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_response("/v1/rules", "get", 200, &v);
+    assert_eq!(v["origin"], "bundled");
+    let rules = v["rules"].as_array().unwrap();
+    assert_eq!(rules.len() as u64, v["rule_count"].as_u64().unwrap());
+    let eicar = rules
+        .iter()
+        .find(|r| r["name"] == "EICAR_Test_File")
+        .expect("EICAR rule listed");
+    assert_eq!(eicar["messages"]["reject"], 1);
+    assert_eq!(eicar["severity"], "critical");
+    assert_eq!(eicar["mode"], "enforce");
+    assert!(eicar["last_hit_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    let quiet = rules
+        .iter()
+        .find(|r| r["name"] == "HTML_Smuggling_Blob")
+        .unwrap();
+    assert_eq!(quiet["messages"], serde_json::json!({}));
+    assert!(quiet["last_hit_ms"].is_null());
+    let checks = v["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "HASH_EICAR" && c["messages"]["reject"] == 1),
+        "{checks:?}"
+    );
+    assert!(
+        s.metrics().contains(
+            "portcullis_rule_messages_total{rule=\"EICAR_Test_File\",action=\"reject\"} 1"
+        )
+    );
+}

@@ -44,6 +44,9 @@ struct Inner {
     received_bytes: u64,
     limits: BTreeMap<LimitKind, u64>,
     rule_hits: BTreeMap<String, u64>,
+    /// Per finding name: messages it was found in, by the verdict's action,
+    /// and when last (Unix ms).
+    rule_stats: BTreeMap<String, RuleStat>,
     quarantined: u64,
     released: u64,
     release_failures: u64,
@@ -55,6 +58,14 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+}
+
+/// How often one rule (finding name) decided what, in this process.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RuleStat {
+    /// Messages the rule was found in, by the verdict's action.
+    pub by_action: BTreeMap<Action, u64>,
+    pub last_hit_ms: i64,
 }
 
 /// Gauges read at scrape time rather than counted.
@@ -101,6 +112,20 @@ impl Metrics {
         for f in &report.findings {
             *m.rule_hits.entry(f.kind.name()).or_default() += 1;
         }
+        let mut names: Vec<String> = report.findings.iter().map(|f| f.kind.name()).collect();
+        names.sort();
+        names.dedup();
+        let now = crate::store::now_ms();
+        for name in names {
+            let stat = m.rule_stats.entry(name).or_default();
+            *stat.by_action.entry(action).or_default() += 1;
+            stat.last_hit_ms = now;
+        }
+    }
+
+    /// Per-rule statistics since start (this process).
+    pub fn rule_stats(&self) -> BTreeMap<String, RuleStat> {
+        self.lock().rule_stats.clone()
     }
 
     /// A request a door answered without a verdict (overload, errors).
@@ -273,6 +298,21 @@ impl Metrics {
                 "portcullis_rule_hits_total{{rule=\"{}\"}} {n}",
                 escape_label(rule)
             );
+        }
+        head(
+            &mut out,
+            "portcullis_rule_messages_total",
+            "counter",
+            "Messages a rule (finding) was found in, by the verdict's action.",
+        );
+        for (rule, stat) in &m.rule_stats {
+            for (action, n) in &stat.by_action {
+                let _ = writeln!(
+                    out,
+                    "portcullis_rule_messages_total{{rule=\"{}\",action=\"{action}\"}} {n}",
+                    escape_label(rule)
+                );
+            }
         }
 
         let gauges: [(&str, &str, u64); 5] = [

@@ -123,6 +123,17 @@ pub struct RuleMatch {
 }
 
 impl RuleSet {
+    /// Every rule with its metadata, sorted by namespace and name.
+    pub fn list(&self) -> Vec<(&str, &str, &RuleMeta)> {
+        let mut out: Vec<_> = self
+            .meta
+            .iter()
+            .map(|((ns, name), m)| (ns.as_str(), name.as_str(), m))
+            .collect();
+        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out
+    }
+
     /// The starter set compiled into the binary from `rules/`.
     pub fn bundled() -> Result<RuleSet, RulesError> {
         RuleSet::from_sources(bundled_sources(), "bundled")
