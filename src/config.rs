@@ -511,6 +511,10 @@ pub struct Config {
     pub digest: DigestConfig,
     /// Rules directory; `None` means the rule set compiled into the binary.
     pub rules_dir: Option<PathBuf>,
+    /// How often `serve` looks for changes in the rules directory and the
+    /// config file, and reloads when it finds one; `None` leaves reloads
+    /// to SIGHUP and the API.
+    pub rules_watch: Option<Duration>,
     /// YARA timeout per object (yara-x counts in whole seconds).
     pub scan_timeout: Duration,
     /// md5 and sha1 of every object, for IOC feeds. They cost about as much
@@ -538,6 +542,7 @@ impl Config {
         Config {
             scan_timeout: Duration::from_secs(5),
             legacy_hashes: true,
+            rules_watch: Some(Duration::from_secs(5)),
             auth: AuthConfig {
                 hook_networks: default_hook_networks(),
                 ..Default::default()
@@ -721,6 +726,7 @@ struct RawPolicy {
 struct RawRules {
     dir: Option<PathBuf>,
     scan_timeout_ms: Option<u64>,
+    watch_interval: Option<String>,
 }
 
 fn action(field: &str, value: Option<String>, default: Action) -> Result<Action, ConfigError> {
@@ -871,6 +877,19 @@ impl RawConfig {
             rules_dir: self.rules.dir,
             scan_timeout,
             legacy_hashes: self.identify.legacy_hashes.unwrap_or(d.legacy_hashes),
+            rules_watch: match self.rules.watch_interval.as_deref().map(str::trim) {
+                None => d.rules_watch,
+                Some("off") | Some("") => None,
+                Some(t) => {
+                    let i = parse_duration("rules.watch_interval", t)?;
+                    if i < Duration::from_millis(100) {
+                        return Err(ConfigError::Invalid(
+                            "rules.watch_interval must be at least 100ms (or \"off\")".into(),
+                        ));
+                    }
+                    Some(i)
+                }
+            },
         })
     }
 }

@@ -692,7 +692,11 @@ fn sighup_reloads_rules_and_keeps_the_old_set_on_error() {
         )
     };
     std::fs::write(rules.join("one.yar"), rule("First_Marker", "MARKER-ONE")).unwrap();
-    let s = Server::start_args("", &["--rules", rules.to_str().unwrap()]);
+    // SIGHUP only: the directory watch (tested on its own) stays off here.
+    let s = Server::start_args(
+        "[rules]\nwatch_interval = \"off\"\n",
+        &["--rules", rules.to_str().unwrap()],
+    );
     let msg =
         |marker: &str| portcullis::samples::message("hi", &format!("text {marker} text"), &[]);
     assert_eq!(
@@ -908,5 +912,69 @@ fn rules_endpoint_lists_the_running_set_with_what_each_rule_decided() {
         s.metrics().contains(
             "portcullis_rule_messages_total{rule=\"EICAR_Test_File\",action=\"reject\"} 1"
         )
+    );
+}
+
+#[test]
+fn editing_the_rules_directory_reloads_and_a_broken_edit_keeps_the_old_set() {
+    let token = "auditor-token-for-rules-watch";
+    let rules = tempfile::tempdir().unwrap();
+    let rule = |name: &str| {
+        format!(
+            "rule {name}\n{{\n    meta:\n        severity = \"low\"\n    strings:\n        $a = \"{name}-marker\"\n    condition:\n        $a\n}}\n"
+        )
+    };
+    std::fs::write(rules.path().join("a.yar"), rule("Watch_One")).unwrap();
+    let s = Server::start(&format!(
+        "[rules]\ndir = \"{}\"\nwatch_interval = \"200ms\"\n\n[[auth.tokens]]\nname = \"audit\"\nrole = \"auditor\"\nsha256 = \"{}\"\n",
+        rules.path().display(),
+        sha(token)
+    ));
+    let names = || -> (String, Vec<String>) {
+        let v = s
+            .request(
+                "GET",
+                "/v1/rules",
+                &[("Authorization", &format!("Bearer {token}"))],
+                b"",
+            )
+            .json();
+        let names = v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect();
+        (v["rules_version"].as_str().unwrap().to_string(), names)
+    };
+    let (v1, n1) = names();
+    assert_eq!(n1, vec!["Watch_One"]);
+
+    std::fs::write(rules.path().join("b.yar"), rule("Watch_Two")).unwrap();
+    let (v2, n2) = crate::harness::eventually(Duration::from_secs(20), || {
+        let (v, n) = names();
+        (n.len() == 2).then_some((v, n))
+    })
+    .expect("the new file was picked up");
+    assert_ne!(v1, v2);
+    assert_eq!(n2, vec!["Watch_One", "Watch_Two"]);
+
+    // A broken edit: logged with file and line, the running set stays.
+    std::fs::write(
+        rules.path().join("b.yar"),
+        "rule Broken {\n  condition:\n    nope\n}\n",
+    )
+    .unwrap();
+    crate::harness::eventually(Duration::from_secs(20), || {
+        s.log().contains("reload failed").then_some(())
+    })
+    .expect("the failed reload is logged");
+    assert!(s.log().contains("b.yar:3"), "{}", s.log());
+    assert_eq!(names(), (v2.clone(), n2.clone()));
+    let r = s.post("/v1/check", &[], b"Subject: x\r\n\r\nWatch_Two-marker\r\n");
+    assert!(
+        r.text().contains("Watch_Two"),
+        "the old set still scans: {}",
+        r.text()
     );
 }

@@ -220,6 +220,7 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     }
 
     tasks.spawn(housekeeping(Arc::clone(&gw), stop_rx.clone()));
+    tasks.spawn(watch_rules(Arc::clone(&gw), stop_rx.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -247,6 +248,70 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     tracing::info!("drained");
     eprintln!("portcullis: stopped");
     Ok(())
+}
+
+/// What the rules watch looks at: the rules directory and the config file.
+fn watched(gw: &Gateway) -> Vec<PathBuf> {
+    let cfg = gw.live();
+    let mut out = Vec::new();
+    if let Some(dir) = &cfg.rules_dir {
+        out.push(dir.clone());
+    }
+    if let Some(file) = &gw.reload_from.config {
+        out.push(file.clone());
+    }
+    out
+}
+
+/// Reloads when the rules directory or the config file changes (polling a
+/// fingerprint of names, sizes and times: no inotify limits, works on
+/// network filesystems). A change that does not compile is logged once and
+/// the running set stays until the files change again.
+async fn watch_rules(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let print = |gw: &Arc<Gateway>| {
+        let gw = Arc::clone(gw);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let paths = watched(&gw);
+                let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+                crate::rules::fingerprint(&refs)
+            })
+            .await
+            .unwrap_or_default()
+        }
+    };
+    let mut last = print(&gw).await;
+    loop {
+        let Some(every) = gw.live().rules_watch else {
+            // Off: look again in a while in case a reload turns it on.
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
+                _ = stop.changed() => return,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if watched(&gw).is_empty() {
+            continue;
+        }
+        let now = print(&gw).await;
+        if now == last {
+            continue;
+        }
+        tracing::info!("rules or config changed on disk: reloading");
+        let g = Arc::clone(&gw);
+        match tokio::task::spawn_blocking(move || reload(&g)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and rules stay active")
+            }
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        }
+        // The reload may have pointed rules.dir elsewhere.
+        last = print(&gw).await;
+    }
 }
 
 /// Retention sweeps and scheduled digests, until shutdown.

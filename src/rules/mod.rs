@@ -298,6 +298,54 @@ fn parse_meta(rule: &yara_x::Rule<'_, '_>) -> Result<RuleMeta, RulesError> {
     Ok(meta)
 }
 
+/// A cheap fingerprint of a directory tree: every path, size and
+/// modification time, hashed. Reading no contents, it can run every few
+/// seconds; any edit, addition, removal or rename changes it.
+pub fn fingerprint(paths: &[&Path]) -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &Path, h: &mut Sha256, budget: &mut usize) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            h.update(b"unreadable");
+            return;
+        };
+        let mut entries: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            stamp(&p, h);
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, h, budget);
+            }
+        }
+    }
+    fn stamp(p: &Path, h: &mut Sha256) {
+        h.update(p.as_os_str().as_encoded_bytes());
+        if let Ok(m) = std::fs::metadata(p) {
+            h.update(m.len().to_le_bytes());
+            if let Ok(t) = m.modified().and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_err(std::io::Error::other)
+            }) {
+                h.update(t.as_nanos().to_le_bytes());
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    // Bounded: a rules directory of a million files is a mistake, not
+    // something to stat every five seconds.
+    let mut budget = 100_000usize;
+    for p in paths {
+        stamp(p, &mut h);
+        if p.is_dir() {
+            walk(p, &mut h, &mut budget);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
 fn collect(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<(), RulesError> {
     let io = |path: &Path| {
         let path = path.to_owned();
