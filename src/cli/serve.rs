@@ -40,7 +40,15 @@ pub struct ServeArgs {
 
 /// Reads the config and rules named by `source`, with the command-line
 /// overrides applied.
-fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
+/// `print` gets the fingerprint of the config file and rules directory,
+/// each taken before it is read, so an edit that lands during the load is
+/// seen as a change by the watch afterwards.
+fn load(source: &ReloadSource, print: &mut String) -> anyhow::Result<(Config, RuleSet)> {
+    let config_print = source
+        .config
+        .as_deref()
+        .map(|p| crate::rules::fingerprint(&[p]))
+        .unwrap_or_default();
     let mut config = match &source.config {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
@@ -57,6 +65,12 @@ fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
     if let Some(dir) = &source.rules {
         config.rules_dir = Some(dir.clone());
     }
+    let rules_print = config
+        .rules_dir
+        .as_deref()
+        .map(|d| crate::rules::fingerprint(&[d]))
+        .unwrap_or_default();
+    *print = format!("{config_print}{rules_print}");
     let rules = match &config.rules_dir {
         Some(dir) => RuleSet::load_dir(dir)?,
         None => RuleSet::bundled()?,
@@ -68,7 +82,11 @@ fn load(source: &ReloadSource) -> anyhow::Result<(Config, RuleSet)> {
 /// error the running set stays and the error is returned. Blocking.
 pub fn reload(gw: &Gateway) -> anyhow::Result<String> {
     let _one_at_a_time = gw.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let result = load(&gw.reload_from);
+    let mut print = String::new();
+    let result = load(&gw.reload_from, &mut print);
+    // Even a failed reload records what it read: the watch retries only
+    // when the files change again.
+    *gw.rules_print.lock().unwrap_or_else(|e| e.into_inner()) = print;
     gw.metrics.reload(result.is_ok());
     let (config, rules) = result?;
     if config.server != gw.server || config.milter.listen != gw.live().milter.listen {
@@ -114,7 +132,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         milter_listen,
     };
-    let (config, rules) = load(&source)?;
+    let mut print = String::new();
+    let (config, rules) = load(&source, &mut print)?;
     let server = config.server.clone();
     // Network I/O and the database only: inspection runs on the pool's own
     // threads.
@@ -153,6 +172,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         reload_from: source,
         reload_lock: std::sync::Mutex::new(()),
         readiness: std::sync::Mutex::new(None),
+        rules_print: std::sync::Mutex::new(print),
     });
 
     let result = runtime.block_on(serve(Arc::clone(&gateway)));
@@ -250,17 +270,21 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the rules watch looks at: the rules directory and the config file.
-fn watched(gw: &Gateway) -> Vec<PathBuf> {
-    let cfg = gw.live();
-    let mut out = Vec::new();
-    if let Some(dir) = &cfg.rules_dir {
-        out.push(dir.clone());
-    }
-    if let Some(file) = &gw.reload_from.config {
-        out.push(file.clone());
-    }
-    out
+/// The fingerprint `load` would record now, as `load` computes it.
+fn current_print(gw: &Gateway) -> String {
+    let config_print = gw
+        .reload_from
+        .config
+        .as_deref()
+        .map(|p| crate::rules::fingerprint(&[p]))
+        .unwrap_or_default();
+    let rules_print = gw
+        .live()
+        .rules_dir
+        .as_deref()
+        .map(|d| crate::rules::fingerprint(&[d]))
+        .unwrap_or_default();
+    format!("{config_print}{rules_print}")
 }
 
 /// Reloads when the rules directory or the config file changes (polling a
@@ -268,35 +292,28 @@ fn watched(gw: &Gateway) -> Vec<PathBuf> {
 /// network filesystems). A change that does not compile is logged once and
 /// the running set stays until the files change again.
 async fn watch_rules(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let print = |gw: &Arc<Gateway>| {
-        let gw = Arc::clone(gw);
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let paths = watched(&gw);
-                let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-                crate::rules::fingerprint(&refs)
-            })
-            .await
-            .unwrap_or_default()
-        }
-    };
-    let mut last = print(&gw).await;
     loop {
-        let Some(every) = gw.live().rules_watch else {
+        let every = gw
+            .live()
+            .rules_watch
             // Off: look again in a while in case a reload turns it on.
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
-                _ = stop.changed() => return,
-            }
-        };
+            .unwrap_or(std::time::Duration::from_secs(5));
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        if watched(&gw).is_empty() {
+        if gw.live().rules_watch.is_none() {
             continue;
         }
-        let now = print(&gw).await;
+        let g = Arc::clone(&gw);
+        let Ok(now) = tokio::task::spawn_blocking(move || current_print(&g)).await else {
+            continue;
+        };
+        let last = gw
+            .rules_print
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if now == last {
             continue;
         }
@@ -309,8 +326,6 @@ async fn watch_rules(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bo
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
-        // The reload may have pointed rules.dir elsewhere.
-        last = print(&gw).await;
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Gateway {
     /// The last readiness probe, reused for a second: /readyz is open to
     /// anyone and each probe is an fsync.
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Fingerprint of the config file and rules directory as the last
+    /// (re)load read them; the rules watch reloads when it changes.
+    pub rules_print: std::sync::Mutex<String>,
 }
 
 #[derive(Debug, Clone, Default)]
