@@ -104,6 +104,16 @@ impl Driver {
             .to_string()
     }
 
+    /// Waits until the current URL satisfies `ok`: a click that submits a
+    /// form or follows a link may return before the new page is there.
+    fn wait_url(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        eventually(Duration::from_secs(30), || {
+            let u = self.url();
+            ok(&u).then_some(u)
+        })
+        .unwrap_or_else(|| panic!("{what}: still at {}", self.url()))
+    }
+
     fn source(&self) -> String {
         self.call("GET", &self.s("/source"), None)["value"]
             .as_str()
@@ -223,29 +233,30 @@ fn chromium_logs_in_filters_releases_and_runs_no_script_from_mail() {
 
     let d = Driver::start();
     d.goto(&format!("{base}/ui"));
-    assert!(d.url().ends_with("/ui/login"), "{}", d.url());
+    d.wait_url("sent to the login page", |u| u.ends_with("/ui/login"));
     d.type_into("#user", "olivia");
     d.type_into("#password", "correct horse battery staple");
     d.click("#login");
-    assert!(d.url().ends_with("/ui"), "logged in: {}", d.url());
+    d.wait_url("logged in", |u| u.ends_with("/ui"));
     assert_eq!(d.count("a.open"), 2);
 
     // Filter by subject text: one row left.
     d.type_into("#filter-q", "parcel");
     d.click("#apply");
-    assert!(d.url().contains("q=parcel"), "{}", d.url());
+    d.wait_url("filtered", |u| u.contains("q=parcel"));
     assert_eq!(d.count("a.open"), 1);
     assert!(d.source().contains("Parcel notice 4711"));
 
     // Open it: the tree and the deciding rule are there.
     d.click("a.open");
-    assert!(d.url().contains(&format!("/ui/m/{id}")), "{}", d.url());
+    d.wait_url("message opened", |u| u.contains(&format!("/ui/m/{id}")));
     assert_eq!(d.text("#subject"), "Parcel notice 4711");
     assert!(d.text("#tree").contains("message > [1] text/plain"));
     assert!(d.source().contains("Test_Hold_Marker"));
 
     // Release: the message arrives at the SMTP server, stamped, unchanged.
     d.click("#release");
+    d.wait_url("released", |u| u.contains("done=released"));
     assert!(d.text("#notice").contains("Released to"), "{}", d.source());
     assert_eq!(d.text("#state"), "released");
     let got = lab.sink.wait_for(1);
