@@ -1123,6 +1123,30 @@ fn the_ui_needs_a_login_checks_csrf_and_hides_actions_by_role() {
         (Some("user:olivia"), Some("ui"))
     );
 
+    // Ticking one recipient releases to that one only.
+    let two = lab.hold(
+        &message("UI pick", "PORTCULLIS-TEST-HOLD", ""),
+        &["a@example.com", "b@example.com"],
+    );
+    let page = lab
+        .server
+        .request("GET", &format!("/ui/m/{two}"), &[("Cookie", &op)], b"");
+    assert!(
+        page.text()
+            .contains("name=\"rcpt\" value=\"b@example.com\"")
+    );
+    let c = csrf(&page.text());
+    let r = lab.server.request(
+        "POST",
+        &format!("/ui/m/{two}/release"),
+        &[("Cookie", &op)],
+        format!("csrf={c}&rcpt=b%40example.com").as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let got = lab.sink.wait_for(2);
+    assert_eq!(got[1].rcpt_to, vec!["b@example.com"]);
+    assert_eq!(lab.detail(&two)["state"], "held", "a still waits");
+
     // An API token logs in as well, with its own role.
     let admin = login("", ADMIN).expect("token login");
     let page = lab

@@ -792,14 +792,21 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (u, _) = match authorised_post(&gw, &headers, &body, Role::Operator) {
+    let (u, form) = match authorised_post(&gw, &headers, &body, Role::Operator) {
         Ok(x) => x,
         Err(r) => return *r,
     };
     let who = actor(&u, peer);
     let back = format!("/ui/m/{}", enc(&id));
+    // Ticked recipients, when the form names any; otherwise all waiting.
+    let chosen: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "rcpt")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let only = (!chosen.is_empty()).then_some(chosen.as_slice());
     let outcome: Result<&str, ApiError> = match action.as_str() {
-        "release" | "approve" => release(&gw, &id, None, &who, action == "approve")
+        "release" | "approve" => release(&gw, &id, only, &who, action == "approve")
             .await
             .map(|r| {
                 if r.failed.is_empty() {
