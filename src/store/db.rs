@@ -386,14 +386,10 @@ impl Db {
         let mut by_id: std::collections::HashMap<String, Vec<Recipient>> =
             std::collections::HashMap::new();
         for r in &rows {
-            let state: String = r.try_get("state")?;
             by_id
                 .entry(r.try_get("message_id")?)
                 .or_default()
-                .push(Recipient {
-                    address: r.try_get("address")?,
-                    state: RecipientState::parse(&state).unwrap_or(RecipientState::Held),
-                });
+                .push(recipient(r)?);
         }
         for item in items.iter_mut() {
             item.recipients = by_id.remove(&item.id).unwrap_or_default();
@@ -402,21 +398,7 @@ impl Db {
     }
 
     pub async fn recipients(&self, id: &str) -> Result<Vec<Recipient>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT address, state FROM recipients WHERE message_id = $1 ORDER BY address",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                Ok(Recipient {
-                    address: r.try_get("address")?,
-                    state: RecipientState::parse(&state).unwrap_or(RecipientState::Held),
-                })
-            })
-            .collect()
+        fetch_recipients(&self.pool, id).await
     }
 
     pub async fn summary(&self, id: &str) -> Result<Option<Summary>, StoreError> {
@@ -669,13 +651,7 @@ impl Db {
                 );
             }
         }
-        let to = derive_state(&mut tx, id, from).await?;
-        sqlx::query("UPDATE messages SET state = $1, updated_ms = $2 WHERE id = $3")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let to = store_derived_state(&mut tx, id, from, now).await?;
         for r in changed {
             audit(
                 &mut tx,
@@ -788,13 +764,7 @@ impl Db {
         if moved.is_empty() {
             return Ok(Change::Conflict(from));
         }
-        let to = derive_state(&mut tx, id, from).await?;
-        sqlx::query("UPDATE messages SET state = $1, updated_ms = $2 WHERE id = $3")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let to = store_derived_state(&mut tx, id, from, now).await?;
         for r in &moved {
             audit(
                 &mut tx,
@@ -1038,20 +1008,44 @@ async fn state_of(tx: &mut Tx<'_>, id: &str) -> Result<Option<(State, String)>, 
 }
 
 async fn recipients_tx(tx: &mut Tx<'_>, id: &str) -> Result<Vec<Recipient>, StoreError> {
+    fetch_recipients(&mut **tx, id).await
+}
+
+async fn fetch_recipients<'e, E>(ex: E, id: &str) -> Result<Vec<Recipient>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let rows =
         sqlx::query("SELECT address, state FROM recipients WHERE message_id = $1 ORDER BY address")
             .bind(id)
-            .fetch_all(&mut **tx)
+            .fetch_all(ex)
             .await?;
-    rows.iter()
-        .map(|r| {
-            let state: String = r.try_get("state")?;
-            Ok(Recipient {
-                address: r.try_get("address")?,
-                state: RecipientState::parse(&state).unwrap_or(RecipientState::Held),
-            })
-        })
-        .collect()
+    rows.iter().map(recipient).collect()
+}
+
+fn recipient(row: &AnyRow) -> Result<Recipient, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(Recipient {
+        address: row.try_get("address")?,
+        state: RecipientState::parse(&state).unwrap_or(RecipientState::Held),
+    })
+}
+
+/// Sets the message state to what its recipients now imply; returns it.
+async fn store_derived_state(
+    tx: &mut Tx<'_>,
+    id: &str,
+    current: State,
+    now: i64,
+) -> Result<State, StoreError> {
+    let to = derive_state(tx, id, current).await?;
+    sqlx::query("UPDATE messages SET state = $1, updated_ms = $2 WHERE id = $3")
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(to)
 }
 
 /// The message state its recipients imply: released when none is left to
