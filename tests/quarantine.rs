@@ -152,9 +152,15 @@ pub fn lab(db: Db, extra: &str) -> Lab {
 }
 
 pub fn lab_with(sink: Sink, db: Db, extra: &str) -> Lab {
+    lab_edited(sink, db, |c| c + extra)
+}
+
+/// The shared config passed through `edit` (to set keys in tables it
+/// already has, which appending cannot).
+pub fn lab_edited(sink: Sink, db: Db, edit: impl FnOnce(String) -> String) -> Lab {
     let rules = tempfile::tempdir().expect("temp dir");
     std::fs::write(rules.path().join("test.yar"), RULES).expect("rules");
-    let cfg = config(&sink, db, rules.path(), extra);
+    let cfg = edit(config(&sink, db, rules.path(), ""));
     let server = Server::start(&cfg);
     // The rules dir must outlive the server (reloads read it).
     std::mem::forget(rules);
@@ -677,15 +683,9 @@ fn recipient_links_release_once_to_that_recipient_only_postgres() {
 
 #[test]
 fn dangerous_findings_make_links_ask_an_operator() {
-    let sink = Sink::start();
-    let rules = tempfile::tempdir().unwrap();
-    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
-    let cfg = config(&sink, Db::Sqlite, rules.path(), "")
-        .replace("[release]\n", "[release]\nnotify = [\"soc@example.org\"]\n");
-    let lab = Lab {
-        server: Server::start(&cfg),
-        sink,
-    };
+    let lab = lab_edited(Sink::start(), Db::Sqlite, |c| {
+        c.replace("[release]\n", "[release]\nnotify = [\"soc@example.org\"]\n")
+    });
     let raw = message("Invoice macro", "PORTCULLIS-TEST-DANGER", "");
     let id = lab.hold(&raw, &["a@example.com", "b@example.com"]);
     assert_eq!(lab.detail(&id)["request_only"], true);
@@ -805,17 +805,12 @@ fn a_relay_failure_keeps_the_message_held_and_the_link_usable() {
 
 #[test]
 fn retention_expires_held_messages_and_removes_their_bytes() {
-    let sink = Sink::start();
-    let rules = tempfile::tempdir().unwrap();
-    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
-    let cfg = config(&sink, Db::Sqlite, rules.path(), "").replace(
-        "[quarantine]\n",
-        "[quarantine]\nretention = \"1s\"\nsweep_interval = \"200ms\"\n",
-    );
-    let lab = Lab {
-        server: Server::start(&cfg),
-        sink,
-    };
+    let lab = lab_edited(Sink::start(), Db::Sqlite, |c| {
+        c.replace(
+            "[quarantine]\n",
+            "[quarantine]\nretention = \"1s\"\nsweep_interval = \"200ms\"\n",
+        )
+    });
     let raw = message("Old news", "PORTCULLIS-TEST-HOLD", "");
     let id = lab.hold(&raw, &["a@example.com"]);
     let blob = lab
@@ -847,7 +842,6 @@ fn retention_expires_held_messages_and_removes_their_bytes() {
         .status,
         409
     );
-    drop(rules);
 }
 
 #[test]
@@ -1383,19 +1377,10 @@ fn stale_release_claims_are_recovered_and_live_ones_are_not_postgres() {
 
 #[test]
 fn serve_sends_digests_on_its_schedule() {
-    let sink = Sink::start();
-    let rules = tempfile::tempdir().unwrap();
-    std::fs::write(rules.path().join("test.yar"), RULES).unwrap();
-    let cfg = config(
-        &sink,
+    let lab = lab(
         Db::Sqlite,
-        rules.path(),
         "\n[digest]\ninterval = \"1s\"\nfrom = \"quarantine@gateway.test\"\n",
     );
-    let lab = Lab {
-        server: Server::start(&cfg),
-        sink,
-    };
     lab.hold(
         &message("Scheduled digest", "PORTCULLIS-TEST-HOLD", ""),
         &["a@example.com"],

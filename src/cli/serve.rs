@@ -251,13 +251,7 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = hup.recv() => {
-                let gw = Arc::clone(&gw);
-                let outcome = tokio::task::spawn_blocking(move || reload(&gw)).await;
-                match outcome {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and rules stay active"),
-                    Err(e) => tracing::error!(error = %e, "reload task failed"),
-                }
+                reload_logged(&gw).await;
             }
         }
     }
@@ -268,6 +262,20 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     tracing::info!("drained");
     eprintln!("portcullis: stopped");
     Ok(())
+}
+
+/// `reload` off the runtime, its failure logged (SIGHUP and the watch have
+/// nobody to answer).
+async fn reload_logged(gw: &Arc<Gateway>) {
+    let g = Arc::clone(gw);
+    match tokio::task::spawn_blocking(move || reload(&g)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(
+            error = %format!("{e:#}"),
+            "reload failed; the previous config and rules stay active"
+        ),
+        Err(e) => tracing::error!(error = %e, "reload task failed"),
+    }
 }
 
 /// The fingerprint `load` would record now, as `load` computes it.
@@ -318,14 +326,7 @@ async fn watch_rules(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bo
             continue;
         }
         tracing::info!("rules or config changed on disk: reloading");
-        let g = Arc::clone(&gw);
-        match tokio::task::spawn_blocking(move || reload(&g)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "reload failed; the previous config and rules stay active")
-            }
-            Err(e) => tracing::error!(error = %e, "reload task failed"),
-        }
+        reload_logged(&gw).await;
     }
 }
 

@@ -295,17 +295,23 @@ async fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
     let mut verdict = crate::policy::decide(&cfg.policy, &[]);
     verdict.summary = format!("released from quarantine {id}");
     Some(Checked {
-        report: Report {
-            schema: REPORT_SCHEMA,
-            verdict,
-            findings: Vec::new(),
-            objects: Vec::new(),
-            rules_version: gw.pool.engine().rules.version.clone(),
-            unpacked_bytes: 0,
-            duration_ms: 0.0,
-        },
+        report: uninspected(gw, verdict, Vec::new()),
         quarantine_id: None,
     })
+}
+
+/// A report for a verdict reached without reading the message's contents
+/// (too large, or our own release coming back): no objects.
+fn uninspected(gw: &Gateway, verdict: crate::model::Verdict, findings: Vec<Finding>) -> Report {
+    Report {
+        schema: REPORT_SCHEMA,
+        verdict,
+        findings,
+        objects: Vec::new(),
+        rules_version: gw.pool.engine().rules.version.clone(),
+        unpacked_bytes: 0,
+        duration_ms: 0.0,
+    }
 }
 
 /// The verdict for a message too large to read: `policy.on_oversize`,
@@ -341,15 +347,7 @@ pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
             text: "Message too big for content inspection".into(),
         });
     }
-    let report = Report {
-        schema: REPORT_SCHEMA,
-        verdict,
-        findings: vec![finding],
-        objects: Vec::new(),
-        rules_version: gw.pool.engine().rules.version.clone(),
-        unpacked_bytes: 0,
-        duration_ms: 0.0,
-    };
+    let report = uninspected(gw, verdict, vec![finding]);
     gw.metrics
         .message(door, report.verdict.action, start.elapsed(), Some(&report));
     tracing::info!(%door, action = %report.verdict.action, "oversize message answered by policy");

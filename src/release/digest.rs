@@ -17,35 +17,13 @@ pub async fn send_all(releaser: &Releaser, cfg: &Config) -> Result<DigestRun, St
     let mut run = DigestRun::default();
     for (rcpt, held) in releaser.store.db.held_by_recipient().await? {
         let body = render(releaser, cfg, &rcpt, &held);
-        let sent = async {
-            let from: lettre::message::Mailbox = cfg
-                .digest
-                .from
-                .parse()
-                .map_err(|e| format!("digest.from: {e}"))?;
-            let to: lettre::message::Mailbox = rcpt
-                .parse()
-                .map_err(|e| format!("recipient {rcpt:?}: {e}"))?;
-            let msg = lettre::Message::builder()
-                .from(from)
-                .to(to)
-                .subject(cfg.digest.subject.clone())
-                .header(lettre::message::header::ContentType::TEXT_PLAIN)
-                .body(body)
-                .map_err(|e| e.to_string())?;
-            let mut data = msg.formatted();
-            if data.ends_with(b"\r\n") {
-                data.truncate(data.len() - 2);
-            }
-            super::send(
-                &cfg.release,
-                Some(&cfg.digest.from),
-                std::slice::from_ref(&rcpt),
-                &data,
-            )
-            .await
-            .map_err(|e| e.message)
-        }
+        let sent = super::send_text(
+            &cfg.release,
+            &cfg.digest.from,
+            &rcpt,
+            &cfg.digest.subject,
+            body,
+        )
         .await;
         match sent {
             Ok(()) => {

@@ -237,30 +237,12 @@ impl Releaser {
             summary.summary,
             cfg.public_url,
         );
+        let subject = format!(
+            "Release requested: {}",
+            summary.subject.as_deref().unwrap_or("(no subject)")
+        );
         for to in &cfg.notify {
-            let sent = async {
-                let msg = lettre::Message::builder()
-                    .from(from.parse().map_err(|e| format!("digest.from: {e}"))?)
-                    .to(to
-                        .parse()
-                        .map_err(|e| format!("release.notify {to:?}: {e}"))?)
-                    .subject(format!(
-                        "Release requested: {}",
-                        summary.subject.as_deref().unwrap_or("(no subject)")
-                    ))
-                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
-                    .body(body.clone())
-                    .map_err(|e| e.to_string())?;
-                let mut data = msg.formatted();
-                if data.ends_with(b"\r\n") {
-                    data.truncate(data.len() - 2);
-                }
-                send(cfg, Some(from), std::slice::from_ref(to), &data)
-                    .await
-                    .map_err(|e| e.message)
-            }
-            .await;
-            if let Err(e) = sent {
+            if let Err(e) = send_text(cfg, from, to, &subject, body.clone()).await {
                 tracing::warn!(to = %to, error = %e, "release request notification not sent");
             }
         }
@@ -296,6 +278,31 @@ pub fn prepare(stamp_key: &[u8], id: &str, recipients: &[String], raw: &[u8]) ->
         out.truncate(out.len() - 2);
     }
     out
+}
+
+/// A plain-text mail of ours (digest, notification) through the relay.
+pub async fn send_text(
+    cfg: &ReleaseConfig,
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: String,
+) -> Result<(), String> {
+    let msg = lettre::Message::builder()
+        .from(from.parse().map_err(|e| format!("digest.from: {e}"))?)
+        .to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?)
+        .subject(subject)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let mut data = msg.formatted();
+    // The SMTP client ends DATA with its own CRLF.
+    if data.ends_with(b"\r\n") {
+        data.truncate(data.len() - 2);
+    }
+    send(cfg, Some(from), &[to.to_string()], &data)
+        .await
+        .map_err(|e| e.message)
 }
 
 /// One SMTP transaction to the relay.
