@@ -403,6 +403,19 @@ pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
     None
 }
 
+/// Appends `value` with every bare LF made CRLF: header values as Postfix
+/// folds them ("\n"), messages re-injected over SMTP.
+pub fn crlf(value: &[u8], out: &mut Vec<u8>) {
+    let mut prev = 0u8;
+    for &b in value {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+}
+
 /// An address as MTAs send it (`<a@b>`, `a@b`, ` <> `) without brackets.
 pub fn bare_address(s: &str) -> String {
     let s = s.trim();

@@ -266,14 +266,7 @@ pub fn prepare(stamp_key: &[u8], id: &str, recipients: &[String], raw: &[u8]) ->
     let header = stamp::sign(stamp_key, id, recipients, raw, unix_now());
     let mut out = Vec::with_capacity(raw.len() + header.len() + raw.len() / 40);
     out.extend_from_slice(header.as_bytes());
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
+    crate::doors::crlf(raw, &mut out);
     if out.ends_with(b"\r\n") {
         out.truncate(out.len() - 2);
     }

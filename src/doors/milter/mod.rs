@@ -52,18 +52,6 @@ struct Session {
     msg: Message,
 }
 
-/// LF line ends in header values (Postfix folds with "\n") as CRLF.
-fn crlf(value: &[u8], out: &mut Vec<u8>) {
-    let mut prev = 0u8;
-    for &b in value {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-}
-
 impl Session {
     fn value(&self, v: &str) -> String {
         if self.leadspc {
@@ -168,7 +156,7 @@ impl Session {
                 if !self.leadspc {
                     line.push(b' ');
                 }
-                crlf(&value, &mut line);
+                super::crlf(&value, &mut line);
                 line.extend_from_slice(b"\r\n");
                 if name.eq_ignore_ascii_case("subject") && self.msg.subject.is_none() {
                     self.msg.subject = Some(String::from_utf8_lossy(&value).trim().to_string());
