@@ -374,6 +374,19 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// The start of the raw message, for display (see [`Blobs::head`]).
+    pub async fn raw_head(
+        self: &Arc<Self>,
+        sha256: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let me = Arc::clone(self);
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || me.blobs.head(&sha, max))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     /// Removes the blob behind `sha256` if no row that still needs it is
     /// left (deleted, expired and purged rows do not).
     pub async fn collect(self: &Arc<Self>, sha256: &str) -> Result<bool, StoreError> {

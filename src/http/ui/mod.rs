@@ -507,9 +507,7 @@ const PREVIEW_INPUT_MAX: usize = 4 << 20;
 /// The header block and a text rendering of the body, for display only.
 /// Parsing is CPU work on hostile bytes: off the runtime, and a panic in
 /// the parser costs the preview, not the page.
-async fn preview(mut raw: Vec<u8>) -> (String, String) {
-    // A preview needs the head and the start of the text, not 64 MiB.
-    raw.truncate(PREVIEW_INPUT_MAX);
+async fn preview(raw: Vec<u8>) -> (String, String) {
     tokio::task::spawn_blocking(move || {
         let end = memchr::memmem::find(&raw, b"\r\n\r\n")
             .or_else(|| memchr::memmem::find(&raw, b"\n\n"))
@@ -570,7 +568,12 @@ async fn message(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (hdrs, text) = if d.summary.state.is_open() || d.summary.state == State::Released {
-        match gw.store.raw(&d.summary.sha256).await {
+        // A preview needs the head and the start of the text, not 64 MiB.
+        match gw
+            .store
+            .raw_head(&d.summary.sha256, PREVIEW_INPUT_MAX)
+            .await
+        {
             Ok(raw) => preview(raw).await,
             Err(_) => (
                 "(the message bytes are no longer kept)".into(),
