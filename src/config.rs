@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// How long SIGTERM waits for messages in flight before exiting.
     pub drain_timeout: Duration,
+    /// This process's name in events, webhook leases and logs; the host
+    /// name when unset. Nodes sharing one database need distinct names.
+    pub node: String,
 }
 
 impl Default for ServerConfig {
@@ -143,8 +146,18 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(30),
+            node: default_node(),
         }
     }
+}
+
+/// The host name, or "portcullis" where it cannot be read.
+pub fn default_node() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "portcullis".into())
 }
 
 impl ServerConfig {
@@ -475,6 +488,117 @@ impl Default for DigestConfig {
     }
 }
 
+/// Changing rules safely: the sample previews run over, and what happens
+/// to held mail after a reload (`[rules]` keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleConfig {
+    /// Recent messages (not quarantined) kept in memory for
+    /// `POST /v1/rules/preview`; 0 keeps none. They are copies of real
+    /// mail: mind your privacy rules before turning this on.
+    pub preview_sample: usize,
+    /// ...and at most this many bytes of them.
+    pub preview_sample_bytes: u64,
+    /// After a reload, inspect held messages again with the new set and
+    /// mark those it would deliver as release candidates.
+    pub retro_scan: bool,
+    /// ...and release those candidates at once (audited as the system).
+    pub retro_release: bool,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            preview_sample: 0,
+            preview_sample_bytes: 64 << 20,
+            retro_scan: true,
+            retro_release: false,
+        }
+    }
+}
+
+/// Publishing verdicts: the events table, the stream and the JSON Lines
+/// audit log. Webhooks are separate ([`WebhookConfig`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    /// Events older than this are deleted from the database; consumers
+    /// further behind get 410 and the oldest cursor still served.
+    pub retention: Duration,
+    /// Verdicts waiting for the event writer. Past this (the database is
+    /// down or far too slow) events are dropped and counted: mail never
+    /// waits for publishing.
+    pub queue: usize,
+    /// Server-Sent Events streams open at once.
+    pub max_streams: usize,
+    /// Append-only JSON Lines copy of every event; relative paths are under
+    /// `server.data_dir`. `None`: no file.
+    pub audit_log: Option<PathBuf>,
+    /// Rotate the audit log when it grows past this many bytes...
+    pub audit_log_max_bytes: u64,
+    /// ...and keep this many rotated files besides the live one.
+    pub audit_log_keep: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention: Duration::from_secs(30 * 86400),
+            queue: 10_000,
+            max_streams: 16,
+            audit_log: Some(PathBuf::from("audit/events.jsonl")),
+            audit_log_max_bytes: 100 << 20,
+            audit_log_keep: 10,
+        }
+    }
+}
+
+/// One webhook: every event that passes its filter is POSTed to `url`, in
+/// order, at least once, signed (Standard Webhooks).
+#[derive(Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// Names the delivery cursor in the database: renaming a webhook starts
+    /// it afresh at the newest event.
+    pub name: String,
+    pub url: String,
+    /// HMAC keys; the first signs, all are sent during a rotation.
+    pub secrets: Vec<Vec<u8>>,
+    /// Only events with one of these actions (empty: all).
+    pub actions: Vec<Action>,
+    /// Only events scoring at least this.
+    pub min_score: Option<i32>,
+    pub timeout: Duration,
+    /// Longest wait between two attempts of one event.
+    pub max_backoff: Duration,
+    /// Also send GitHub's `X-Hub-Signature-256` (body only, replayable:
+    /// only for receivers that know nothing else).
+    pub github_signature: bool,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .field("actions", &self.actions)
+            .field("min_score", &self.min_score)
+            .field("timeout", &self.timeout)
+            .field("max_backoff", &self.max_backoff)
+            .field("github_signature", &self.github_signature)
+            .finish()
+    }
+}
+
+impl WebhookConfig {
+    pub fn wants(&self, action: Option<Action>, score: Option<i64>) -> bool {
+        let action_ok =
+            self.actions.is_empty() || action.is_some_and(|a| self.actions.contains(&a));
+        let score_ok = self
+            .min_score
+            .is_none_or(|min| score.is_some_and(|s| s >= i64::from(min)));
+        action_ok && score_ok
+    }
+}
+
 /// `30d`, `12h`, `90s`, `500ms`, `15m`: the durations newer sections use.
 pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
@@ -509,12 +633,15 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     pub release: ReleaseConfig,
     pub digest: DigestConfig,
+    pub events: EventsConfig,
+    pub webhooks: Vec<WebhookConfig>,
     /// Rules directory; `None` means the rule set compiled into the binary.
     pub rules_dir: Option<PathBuf>,
     /// How often `serve` looks for changes in the rules directory and the
     /// config file, and reloads when it finds one; `None` leaves reloads
     /// to SIGHUP and the API.
     pub rules_watch: Option<Duration>,
+    pub lifecycle: LifecycleConfig,
     /// YARA timeout per object (yara-x counts in whole seconds).
     pub scan_timeout: Duration,
     /// md5 and sha1 of every object, for IOC feeds. They cost about as much
@@ -574,7 +701,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
@@ -599,6 +726,39 @@ struct RawConfig {
     release: RawRelease,
     #[serde(default)]
     digest: RawDigest,
+    #[serde(default)]
+    events: RawEvents,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    retention: Option<String>,
+    queue: Option<usize>,
+    max_streams: Option<usize>,
+    audit_log: Option<PathBuf>,
+    audit_log_max_bytes: Option<u64>,
+    audit_log_keep: Option<usize>,
+}
+
+// No Debug: it holds secrets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    url: String,
+    secret: Option<String>,
+    secrets: Option<Vec<String>>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    actions: Vec<String>,
+    min_score: Option<i32>,
+    timeout: Option<String>,
+    max_backoff: Option<String>,
+    #[serde(default)]
+    github_signature: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -654,6 +814,7 @@ struct RawServer {
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
+    node: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -727,6 +888,10 @@ struct RawRules {
     dir: Option<PathBuf>,
     scan_timeout_ms: Option<u64>,
     watch_interval: Option<String>,
+    preview_sample: Option<usize>,
+    preview_sample_bytes: Option<u64>,
+    retro_scan: Option<bool>,
+    retro_release: Option<bool>,
 }
 
 fn action(field: &str, value: Option<String>, default: Action) -> Result<Action, ConfigError> {
@@ -864,6 +1029,8 @@ impl RawConfig {
         let quarantine = validate_quarantine(self.quarantine, d.quarantine)?;
         let release = validate_release(self.release, d.release)?;
         let digest = validate_digest(self.digest, d.digest)?;
+        let events = validate_events(self.events, d.events)?;
+        let webhooks = validate_webhooks(self.webhooks)?;
         Ok(Config {
             milter,
             limits,
@@ -874,6 +1041,23 @@ impl RawConfig {
             quarantine,
             release,
             digest,
+            events,
+            webhooks,
+            lifecycle: LifecycleConfig {
+                preview_sample: self
+                    .rules
+                    .preview_sample
+                    .unwrap_or(d.lifecycle.preview_sample),
+                preview_sample_bytes: self
+                    .rules
+                    .preview_sample_bytes
+                    .unwrap_or(d.lifecycle.preview_sample_bytes),
+                retro_scan: self.rules.retro_scan.unwrap_or(d.lifecycle.retro_scan),
+                retro_release: self
+                    .rules
+                    .retro_release
+                    .unwrap_or(d.lifecycle.retro_release),
+            },
             rules_dir: self.rules.dir,
             scan_timeout,
             legacy_hashes: self.identify.legacy_hashes.unwrap_or(d.legacy_hashes),
@@ -919,7 +1103,22 @@ fn validate_server(s: RawServer, d: ServerConfig) -> Result<ServerConfig, Config
         header_timeout: ms(s.header_timeout_ms, d.header_timeout),
         body_timeout: ms(s.body_timeout_ms, d.body_timeout),
         drain_timeout: ms(s.drain_timeout_ms, d.drain_timeout),
+        node: match s.node.as_deref().map(str::trim) {
+            None | Some("") => d.node,
+            Some(n) => n.to_string(),
+        },
     };
+    if !server
+        .node
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || server.node.len() > 64
+    {
+        return Err(ConfigError::Invalid(format!(
+            "server.node = {:?}: up to 64 letters, digits, '-', '_' or '.'",
+            server.node
+        )));
+    }
     if server.workers > 1024 {
         return Err(ConfigError::Invalid(
             "server.workers must be at most 1024 (0 = one per CPU)".into(),
@@ -1176,6 +1375,155 @@ fn validate_digest(g: RawDigest, d: DigestConfig) -> Result<DigestConfig, Config
     })
 }
 
+fn validate_events(e: RawEvents, d: EventsConfig) -> Result<EventsConfig, ConfigError> {
+    let events = EventsConfig {
+        retention: match e.retention {
+            None => d.retention,
+            Some(t) => parse_duration("events.retention", &t)?,
+        },
+        queue: e.queue.unwrap_or(d.queue),
+        max_streams: e.max_streams.unwrap_or(d.max_streams),
+        audit_log: match e.audit_log {
+            None => d.audit_log,
+            Some(p) if p.as_os_str().is_empty() || p.as_os_str() == "off" => None,
+            Some(p) => Some(p),
+        },
+        audit_log_max_bytes: e.audit_log_max_bytes.unwrap_or(d.audit_log_max_bytes),
+        audit_log_keep: e.audit_log_keep.unwrap_or(d.audit_log_keep),
+    };
+    if events.retention < Duration::from_secs(60) {
+        return Err(ConfigError::Invalid(
+            "events.retention must be at least 1m".into(),
+        ));
+    }
+    if events.queue == 0 || events.queue > 1_000_000 {
+        return Err(ConfigError::Invalid(
+            "events.queue must be between 1 and 1000000".into(),
+        ));
+    }
+    if events.audit_log_max_bytes < 4096 {
+        return Err(ConfigError::Invalid(
+            "events.audit_log_max_bytes must be at least 4096".into(),
+        ));
+    }
+    Ok(events)
+}
+
+/// A Standard Webhooks secret (`whsec_` + base64) is its decoded bytes;
+/// any other string is used as it is.
+pub fn webhook_key(secret: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine as _;
+    let secret = secret.trim();
+    let key = match secret.strip_prefix("whsec_") {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| ConfigError::Invalid("webhook secret \"whsec_…\" is not base64".into()))?,
+        None => secret.as_bytes().to_vec(),
+    };
+    if key.len() < 16 {
+        return Err(ConfigError::Invalid(
+            "webhook secrets must be at least 16 bytes".into(),
+        ));
+    }
+    Ok(key)
+}
+
+fn validate_webhooks(raw: Vec<RawWebhook>) -> Result<Vec<WebhookConfig>, ConfigError> {
+    let mut out: Vec<WebhookConfig> = Vec::new();
+    for w in raw {
+        let field = |k: &str| format!("webhooks[{}].{k}", w.name);
+        if w.name.is_empty()
+            || w.name.len() > 64
+            || !w
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "webhooks.name = {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
+                w.name
+            )));
+        }
+        if out.iter().any(|o| o.name == w.name) {
+            return Err(ConfigError::Invalid(format!(
+                "two webhooks are named {:?}",
+                w.name
+            )));
+        }
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "{} = {:?}: expected an http:// or https:// URL",
+                field("url"),
+                w.url
+            )));
+        }
+        let mut texts: Vec<String> = w.secret.into_iter().collect();
+        texts.extend(w.secrets.unwrap_or_default());
+        if let Some(path) = &w.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            texts.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from),
+            );
+        }
+        if texts.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{}: a webhook needs a secret (or secrets, or secret_file) to sign with",
+                field("secret")
+            )));
+        }
+        let secrets = texts
+            .iter()
+            .map(|t| webhook_key(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let actions = w
+            .actions
+            .iter()
+            .map(|a| {
+                Action::parse(a).ok_or_else(|| {
+                    ConfigError::Invalid(format!("{} = {a:?}: not an action", field("actions")))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = match &w.timeout {
+            None => Duration::from_secs(15),
+            Some(t) => parse_duration(&field("timeout"), t)?,
+        };
+        let max_backoff = match &w.max_backoff {
+            None => Duration::from_secs(300),
+            Some(t) => parse_duration(&field("max_backoff"), t)?,
+        };
+        if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(120) {
+            return Err(ConfigError::Invalid(format!(
+                "{} must be between 100ms and 120s",
+                field("timeout")
+            )));
+        }
+        if max_backoff < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(format!(
+                "{} must be at least 1s",
+                field("max_backoff")
+            )));
+        }
+        out.push(WebhookConfig {
+            name: w.name,
+            url: w.url,
+            secrets,
+            actions,
+            min_score: w.min_score,
+            timeout,
+            max_backoff,
+            github_signature: w.github_signature,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1189,6 +1537,39 @@ mod tests {
     fn the_documented_example_is_the_defaults() {
         let text = include_str!("../deploy/portcullis.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::defaults());
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_secrets_decoded() {
+        let ok = Config::from_toml(
+            "[[webhooks]]\nname = \"siem\"\nurl = \"https://siem.example/x\"\n\
+             secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"a-plain-secret-of-24-bytes\"]\n\
+             actions = [\"quarantine\"]\nmin_score = 5\n",
+        )
+        .unwrap();
+        let w = &ok.webhooks[0];
+        assert_eq!(w.secrets[0].len(), 24, "whsec_ is base64");
+        assert_eq!(w.secrets[1], b"a-plain-secret-of-24-bytes");
+        assert!(w.wants(Some(Action::Quarantine), Some(5)));
+        assert!(!w.wants(Some(Action::Quarantine), Some(4)));
+        assert!(!w.wants(Some(Action::Accept), Some(50)));
+        assert!(!format!("{w:?}").contains("plain"), "secrets stay out of logs");
+        for (bad, why) in [
+            ("url = \"ftp://x\"\nsecret = \"0123456789abcdef\"", "http"),
+            ("url = \"http://x\"", "secret"),
+            ("url = \"http://x\"\nsecret = \"short\"", "16 bytes"),
+            ("url = \"http://x\"\nsecret = \"whsec_!!\"", "base64"),
+            ("url = \"http://x\"\nsecret = \"0123456789abcdef\"\nactions = [\"maybe\"]", "action"),
+        ] {
+            let err = Config::from_toml(&format!("[[webhooks]]\nname = \"w\"\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let twice = "[[webhooks]]\nname = \"w\"\nurl = \"http://x\"\nsecret = \"0123456789abcdef\"\n";
+        assert!(Config::from_toml(&format!("{twice}{twice}")).is_err());
+        let off = Config::from_toml("[events]\naudit_log = \"\"\n").unwrap();
+        assert_eq!(off.events.audit_log, None);
     }
 
     #[test]

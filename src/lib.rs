@@ -38,6 +38,7 @@ pub mod config;
 pub mod doors;
 pub mod extract;
 pub mod http;
+pub mod lifecycle;
 pub mod model;
 pub mod pipeline;
 pub mod policy;

@@ -118,8 +118,19 @@ impl Server {
         assert!(status.success());
     }
 
+    /// SIGTERM, then waits for the exit; the data directory stays (for a
+    /// restart on it).
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(within)
+    }
+
     /// Waits for the process to exit by itself (after SIGTERM).
     pub fn wait(mut self, within: Duration) -> std::process::ExitStatus {
+        self.wait_exit(within)
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let deadline = std::time::Instant::now() + within;
         loop {

@@ -214,3 +214,73 @@ fn every_reference_in_the_document_resolves() {
     walk(doc());
     assert_eq!(doc()["openapi"], "3.1.0");
 }
+
+/// `docs/schemas/event.v1.json` (the schema SIEM teams are given) is the
+/// `Event` component with the components it uses inlined as `$defs`: the
+/// two cannot drift apart. `PORTCULLIS_BLESS=1` rewrites the file.
+pub fn standalone_event_schema() -> Value {
+    fn rewrite(v: &Value, used: &mut Vec<String>) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        if k == "$ref"
+                            && let Some(name) = v
+                                .as_str()
+                                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                        {
+                            if !used.iter().any(|u| u == name) {
+                                used.push(name.to_string());
+                            }
+                            return (k.clone(), Value::String(format!("#/$defs/{name}")));
+                        }
+                        (k.clone(), rewrite(v, used))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|v| rewrite(v, used)).collect()),
+            other => other.clone(),
+        }
+    }
+    let schemas = &doc()["components"]["schemas"];
+    let mut used = Vec::new();
+    let mut root = rewrite(&schemas["Event"], &mut used);
+    let mut defs = serde_json::Map::new();
+    let mut i = 0;
+    while i < used.len() {
+        let name = used[i].clone();
+        let def = rewrite(&schemas[&name], &mut used);
+        defs.insert(name, def);
+        i += 1;
+    }
+    let obj = root.as_object_mut().expect("Event is an object schema");
+    obj.insert(
+        "$schema".into(),
+        Value::String("https://json-schema.org/draft/2020-12/schema".into()),
+    );
+    obj.insert(
+        "$id".into(),
+        Value::String("https://portcullis.dev/schemas/event.v1.json".into()),
+    );
+    obj.insert("title".into(), Value::String("portcullis.event.v1".into()));
+    obj.insert("$defs".into(), Value::Object(defs));
+    root
+}
+
+#[test]
+fn the_committed_event_schema_is_the_documented_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schemas/event.v1.json");
+    let want = standalone_event_schema();
+    if std::env::var_os("PORTCULLIS_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&want).unwrap() + "\n";
+        std::fs::write(path, text).unwrap();
+    }
+    let have: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("docs/schemas/event.v1.json"))
+            .expect("event.v1.json parses");
+    assert_eq!(
+        have, want,
+        "docs/schemas/event.v1.json differs from the Event component of docs/openapi.json; \
+         run the test with PORTCULLIS_BLESS=1 to regenerate it"
+    );
+}

@@ -2,6 +2,7 @@
 //! so errors here are `anyhow` with context; the library's typed errors end
 //! up printed once.
 
+mod rules_preview;
 mod rules_test;
 mod scan;
 pub mod serve;
@@ -83,6 +84,9 @@ enum RulesCommand {
     /// Run a candidate rules directory over a corpus with expected verdicts;
     /// exit 1 on any failure (for the CI of a rules repository).
     Test(rules_test::RulesTestArgs),
+    /// Ask a running gateway what a candidate rules directory would change:
+    /// held messages and recent mail, message by message.
+    Preview(rules_preview::PreviewArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Test(args),
         } => rules_test::run(args),
+        Command::Rules {
+            command: RulesCommand::Preview(args),
+        } => rules_preview::run(args),
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => {

@@ -157,6 +157,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(ArcSwap::from_pointee(Engine::new(config.clone(), rules)));
     let pool = Pool::start(engine, workers, server.queue);
     let inflight_kib = u32::try_from(server.max_inflight_bytes >> 10).unwrap_or(u32::MAX);
+    let (events, event_rx) = crate::publish::Events::new(
+        server.node.clone(),
+        config.events.queue,
+        config.events.max_streams,
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gateway = Arc::new(Gateway {
         server: server.clone(),
         pool,
@@ -173,9 +179,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         reload_lock: std::sync::Mutex::new(()),
         readiness: std::sync::Mutex::new(None),
         rules_print: std::sync::Mutex::new(print),
+        events: Arc::new(events),
+        lifecycle: Default::default(),
+        stop: stop_rx,
     });
 
-    let result = runtime.block_on(serve(Arc::clone(&gateway)));
+    let result = runtime.block_on(serve(Arc::clone(&gateway), stop_tx, event_rx));
     // Workers finish what was admitted, then stop.
     gateway.pool.shutdown();
     result.map(|()| ExitCode::SUCCESS)
@@ -199,7 +208,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<Store>, Keys)> {
     Ok((Arc::new(store), keys))
 }
 
-async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
+async fn serve(
+    gw: Arc<Gateway>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    event_rx: tokio::sync::mpsc::Receiver<crate::store::events::NewEvent>,
+) -> anyhow::Result<()> {
+    for w in &gw.live().webhooks {
+        gw.store
+            .db
+            .webhook_init(&w.name)
+            .await
+            .with_context(|| format!("creating the delivery cursor of webhook {}", w.name))?;
+    }
     let mut listeners = Vec::new();
     for addr in &gw.server.listen {
         let l = tokio::net::TcpListener::bind(addr)
@@ -221,7 +241,29 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
         eprintln!("portcullis: milter listening on {bound}");
         milters.push(l);
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = gw.stop.clone();
+    // Publishing outlives the doors at shutdown: it stops on `flush`,
+    // after the last message in flight has its verdict.
+    let (flush_tx, flush_rx) = tokio::sync::watch::channel(false);
+    let mut publishing = tokio::task::JoinSet::new();
+    publishing.spawn(crate::publish::events::writer(
+        Arc::clone(&gw.events),
+        Arc::clone(&gw.store),
+        event_rx,
+        flush_rx.clone(),
+    ));
+    if let Some(path) = gw.live().events.audit_log.clone() {
+        let path = if path.is_absolute() {
+            path
+        } else {
+            gw.server.data_dir.join(path)
+        };
+        publishing.spawn(crate::publish::audit_log::run(
+            Arc::clone(&gw),
+            path,
+            flush_rx.clone(),
+        ));
+    }
     let connections = Arc::new(Semaphore::new(gw.server.max_connections));
     let router = crate::http::router(Arc::clone(&gw));
     let mut tasks = tokio::task::JoinSet::new();
@@ -241,6 +283,14 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
 
     tasks.spawn(housekeeping(Arc::clone(&gw), stop_rx.clone()));
     tasks.spawn(watch_rules(Arc::clone(&gw), stop_rx.clone()));
+    tasks.spawn(crate::lifecycle::retro::run(
+        Arc::clone(&gw),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(crate::publish::webhooks::supervise(
+        Arc::clone(&gw),
+        stop_rx.clone(),
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -259,6 +309,8 @@ async fn serve(gw: Arc<Gateway>) -> anyhow::Result<()> {
     eprintln!("portcullis: shutting down, draining");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    let _ = flush_tx.send(true);
+    while publishing.join_next().await.is_some() {}
     tracing::info!("drained");
     eprintln!("portcullis: stopped");
     Ok(())
@@ -365,6 +417,12 @@ async fn housekeeping(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<b
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "retention: held messages expired"),
                 Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+            }
+            let before = crate::store::now_ms() - cfg.events.retention.as_millis() as i64;
+            match gw.store.db.prune_events(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "retention: old events deleted"),
+                Err(e) => tracing::error!(error = %e, "event retention failed"),
             }
             next_sweep = now + cfg.quarantine.sweep_interval;
         }

@@ -149,6 +149,8 @@ pub async fn inspect(
         message_id = %message_id,
         size = sub.raw.len(),
     );
+    let envelope = sub.envelope.clone();
+    let size = sub.raw.len() as u64;
     async move {
         let result = run(gw, door, sub, hold).await;
         match &result {
@@ -156,6 +158,15 @@ pub async fn inspect(
                 let v = &c.report.verdict;
                 gw.metrics
                     .message(door, v.action, start.elapsed(), Some(&c.report));
+                gw.events.verdict(crate::publish::events::VerdictFacts {
+                    door,
+                    envelope: &envelope,
+                    message_id: Some(message_id.as_str()),
+                    size,
+                    report: &c.report,
+                    quarantine_id: c.quarantine_id.as_deref(),
+                    total: start.elapsed(),
+                });
                 tracing::info!(
                     action = %v.action,
                     score = v.score,
@@ -190,6 +201,7 @@ async fn run(
     }
     let raw = Arc::clone(&sub.raw);
     let envelope = sub.envelope.clone();
+    let kind = sub.kind;
     let report = gw
         .pool
         .inspect(sub, Some(Box::new(hold)))
@@ -206,7 +218,7 @@ async fn run(
         let retention = gw.live().quarantine.retention;
         match gw
             .store
-            .quarantine(raw, &envelope, door, &report, retention)
+            .quarantine(Arc::clone(&raw), &envelope, door, &report, retention)
             .await
         {
             Ok(id) => {
@@ -218,6 +230,18 @@ async fn run(
                 return Err(DoorError::Store);
             }
         }
+    }
+    if quarantine_id.is_none() && kind == crate::model::InputKind::Mail && door != Door::Scan {
+        gw.lifecycle.samples.record(
+            &gw.live().lifecycle,
+            crate::lifecycle::sample::Sample {
+                received_ms: crate::store::now_ms(),
+                door,
+                envelope,
+                action: report.verdict.action,
+                raw,
+            },
+        );
     }
     Ok(Checked {
         report,
@@ -316,7 +340,13 @@ fn uninspected(gw: &Gateway, verdict: crate::model::Verdict, findings: Vec<Findi
 
 /// The verdict for a message too large to read: `policy.on_oversize`,
 /// decided and recorded like any other, with no objects.
-pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
+pub fn oversize(
+    gw: &Gateway,
+    door: Door,
+    config: &Config,
+    envelope: &Envelope,
+    size: u64,
+) -> Checked {
     let start = Instant::now();
     let limit = gw.server.max_body_bytes;
     let finding = Finding {
@@ -350,11 +380,30 @@ pub fn oversize(gw: &Gateway, door: Door, config: &Config) -> Checked {
     let report = uninspected(gw, verdict, vec![finding]);
     gw.metrics
         .message(door, report.verdict.action, start.elapsed(), Some(&report));
+    gw.events.verdict(crate::publish::events::VerdictFacts {
+        door,
+        envelope,
+        message_id: None,
+        size,
+        report: &report,
+        quarantine_id: None,
+        total: start.elapsed(),
+    });
     tracing::info!(%door, action = %report.verdict.action, "oversize message answered by policy");
     Checked {
         report,
         quarantine_id: None,
     }
+}
+
+/// The Content-Length a client declared (0 when it did not): the size an
+/// unread oversize message is reported with.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The bytes as the shared `Arc<[u8]>` a submission holds. That is a copy;

@@ -262,7 +262,13 @@ pub async fn hook(
     let received = match super::read_body(&gw, door, &headers, body, false).await {
         Err(e) => return door_error(&e),
         Ok(Intake::Oversize) => {
-            let c = super::oversize(&gw, door, &live);
+            let c = super::oversize(
+                &gw,
+                door,
+                &live,
+                &crate::model::Envelope::default(),
+                super::declared_length(&headers),
+            );
             return Json(response(&c, &[])).into_response();
         }
         Ok(Intake::Body(b)) => b,

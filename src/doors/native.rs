@@ -221,7 +221,13 @@ pub async fn check(
     let envelope = envelope(&query, &headers);
     let checked = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
-        Ok(Intake::Oversize) => super::oversize(&gw, door, &live),
+        Ok(Intake::Oversize) => super::oversize(
+            &gw,
+            door,
+            &live,
+            &envelope,
+            super::declared_length(&headers),
+        ),
         Ok(Intake::Body(received)) => {
             let raw = match super::shared(received.data).await {
                 Ok(r) => r,

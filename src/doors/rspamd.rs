@@ -241,7 +241,17 @@ pub async fn dispatch(
 
     let (checked, compressed, raw) = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
-        Ok(Intake::Oversize) => (super::oversize(&gw, door, &live), false, None),
+        Ok(Intake::Oversize) => (
+            super::oversize(
+                &gw,
+                door,
+                &live,
+                &envelope,
+                super::declared_length(&headers),
+            ),
+            false,
+            None,
+        ),
         Ok(Intake::Body(received)) => {
             let compressed = received.compressed;
             let data = match super::shared(received.data).await {

@@ -9,7 +9,9 @@
 
 pub mod auth;
 pub mod body;
+pub mod events;
 pub mod quarantine;
+pub mod rules;
 pub mod ui;
 
 use crate::config::{Config, ServerConfig};
@@ -59,6 +61,12 @@ pub struct Gateway {
     /// Fingerprint of the config file and rules directory as the last
     /// (re)load read them; the rules watch reloads when it changes.
     pub rules_print: std::sync::Mutex<String>,
+    /// Verdict events: the writer's inbox and the readers' wake-up.
+    pub events: Arc<crate::publish::Events>,
+    /// Preview sample, preview lock, retro-scan progress.
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Turns true at shutdown: long-lived responses (event streams) end.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -141,8 +149,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/rules", get(rules))
+        .merge(rules::routes())
         .merge(quarantine::routes())
+        .merge(events::routes())
         .merge(ui::routes())
         // rspamd matches its paths without regard to case and ignores the
         // method (its proxy sends GET with a body), so it takes whatever
@@ -176,12 +185,14 @@ async fn metrics(
         return e.into_response();
     }
     let gauges = gw.gauges().await;
+    let mut page = gw.metrics.render(&gauges);
+    gw.events.render(&mut page, &cfg.webhooks);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        gw.metrics.render(&gauges),
+        page,
     )
         .into_response()
 }
@@ -192,56 +203,6 @@ async fn openapi() -> Response {
         include_str!("../../docs/openapi.json"),
     )
         .into_response()
-}
-
-/// `GET /v1/rules`: the running rule set with each rule's metadata and
-/// what it has decided since start (auditor).
-async fn rules(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let cfg = gw.live();
-    if let Err(e) = auth::role(&cfg.auth, &headers, crate::config::Role::Auditor) {
-        return e.into_response();
-    }
-    let engine = gw.pool.engine();
-    let mut stats = gw.metrics.rule_stats();
-    let rules: Vec<serde_json::Value> = engine
-        .rules
-        .list()
-        .into_iter()
-        .map(|(namespace, name, meta)| {
-            let stat = stats.remove(name).unwrap_or_default();
-            serde_json::json!({
-                "namespace": namespace,
-                "name": name,
-                "action": meta.action,
-                "score": meta.score,
-                "severity": meta.severity,
-                "mode": if meta.monitor { "monitor" } else { "enforce" },
-                "description": meta.description,
-                "messages": stat.by_action,
-                "last_hit_ms": (stat.last_hit_ms > 0).then_some(stat.last_hit_ms),
-            })
-        })
-        .collect();
-    // Built-in checks (type mismatch, limits, hash lists...) are findings
-    // too, without a rule behind them.
-    let checks: Vec<serde_json::Value> = stats
-        .into_iter()
-        .map(|(name, stat)| {
-            serde_json::json!({
-                "name": name,
-                "messages": stat.by_action,
-                "last_hit_ms": (stat.last_hit_ms > 0).then_some(stat.last_hit_ms),
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({
-        "rules_version": engine.rules.version,
-        "origin": engine.rules.origin,
-        "rule_count": engine.rules.rule_count,
-        "rules": rules,
-        "checks": checks,
-    }))
-    .into_response()
 }
 
 /// `POST /v1/reload`: the same as SIGHUP, for an admin token.

@@ -99,6 +99,7 @@ pub fn list_query(raw: Option<&str>) -> Result<ListQuery, String> {
             "rule" => q.rule = Some(v),
             "action" => q.action = Some(v),
             "q" | "text" | "subject" => q.text = Some(v),
+            "candidate" => q.candidates = matches!(v.as_str(), "1" | "true" | "yes"),
             "state" => {
                 for s in v.split(',') {
                     q.states.push(

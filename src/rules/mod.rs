@@ -140,10 +140,7 @@ impl RuleSet {
     }
 
     pub fn load_dir(dir: &Path) -> Result<RuleSet, RulesError> {
-        let mut files = Vec::new();
-        collect(dir, dir, &mut files)?;
-        files.sort_by(|a, b| a.origin.cmp(&b.origin));
-        RuleSet::from_sources(files, &dir.display().to_string())
+        RuleSet::from_sources(read_dir(dir)?, &dir.display().to_string())
     }
 
     pub fn from_sources(files: Vec<Source>, origin: &str) -> Result<RuleSet, RulesError> {
@@ -344,6 +341,15 @@ pub fn fingerprint(paths: &[&Path]) -> String {
         }
     }
     hex::encode(h.finalize())
+}
+
+/// The files of a rules directory that make a rule set (`*.yar`, `*.yara`,
+/// `hashes/**/*.txt`), in a stable order.
+pub fn read_dir(dir: &Path) -> Result<Vec<Source>, RulesError> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort_by(|a, b| a.origin.cmp(&b.origin));
+    Ok(files)
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<(), RulesError> {

@@ -37,7 +37,7 @@ impl Backend {
 }
 
 pub struct Db {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     pub backend: Backend,
 }
 
@@ -105,6 +105,8 @@ pub struct ListQuery {
     pub until_ms: Option<i64>,
     /// Text in the subject.
     pub text: Option<String>,
+    /// Only release candidates found by a retro-scan.
+    pub candidates: bool,
     pub sort: Sort,
     pub ascending: bool,
     pub limit: u32,
@@ -322,6 +324,9 @@ impl Db {
         }
         if let Some(until) = q.until_ms {
             push("m.received_ms < {}", Arg::I(until), &mut args);
+        }
+        if q.candidates {
+            clauses.push("m.retro_action IS NOT NULL".into());
         }
         if !q.states.is_empty() {
             let mut ors = Vec::new();
@@ -670,6 +675,78 @@ impl Db {
         Ok(to)
     }
 
+    /// Held messages the rule set `version` has not looked at (decided by
+    /// another set and not retro-scanned with this one), oldest first.
+    pub async fn retro_todo(
+        &self,
+        version: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, sha256 FROM messages WHERE state IN ('held', 'release_requested') \
+             AND rules_version <> $1 AND (retro_version IS NULL OR retro_version <> $1) \
+             ORDER BY received_ms, id LIMIT $2",
+        )
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("sha256")?)))
+            .collect()
+    }
+
+    /// Records a retro-scan's result: `candidate` is the action the set
+    /// `version` would take when it would deliver the message, `None` when
+    /// it would still hold it. Audits a message becoming a candidate;
+    /// returns whether it did.
+    pub async fn retro_mark(
+        &self,
+        id: &str,
+        version: &str,
+        candidate: Option<&str>,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let before: Option<Option<String>> =
+            sqlx::query("SELECT retro_action FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("retro_action"))
+                .transpose()?;
+        let Some(before) = before else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE messages SET retro_version = $2, retro_action = $3, updated_ms = $4 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(candidate)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let became = candidate.is_some() && before.is_none();
+        if became {
+            audit(
+                &mut tx,
+                id,
+                now_ms(),
+                Event::RetroCandidate,
+                &Actor::system(),
+                None,
+                None,
+                None,
+                Some(detail),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(became)
+    }
+
     /// Records an event that changes no state (a raw download).
     pub async fn note(
         &self,
@@ -949,7 +1026,7 @@ impl Db {
 
 const SUMMARY_COLUMNS: &str = "m.id, m.received_ms, m.expires_ms, m.state, m.door, m.action, \
      m.score, m.sender, m.subject, m.message_id, m.sha256, m.size, m.rule, m.summary, \
-     m.rules_version";
+     m.rules_version, m.retro_version, m.retro_action";
 
 fn summary(row: &AnyRow) -> Result<Summary, StoreError> {
     let state: String = row.try_get("state")?;
@@ -969,6 +1046,16 @@ fn summary(row: &AnyRow) -> Result<Summary, StoreError> {
         rule: row.try_get("rule")?,
         summary: row.try_get("summary")?,
         rules_version: row.try_get("rules_version")?,
+        release_candidate: match (
+            row.try_get::<Option<String>, _>("retro_version")?,
+            row.try_get::<Option<String>, _>("retro_action")?,
+        ) {
+            (Some(rules_version), Some(action)) => Some(super::Candidate {
+                rules_version,
+                action,
+            }),
+            _ => None,
+        },
         recipients: Vec::new(),
     })
 }

@@ -10,6 +10,7 @@
 
 pub mod blobs;
 pub mod db;
+pub mod events;
 
 use crate::model::{Door, Envelope};
 use crate::pipeline::Report;
@@ -196,6 +197,8 @@ pub enum Event {
     Recovered,
     /// Raw bytes downloaded (no state change; security teams want to know).
     Downloaded,
+    /// A retro-scan found that the current rules would deliver it.
+    RetroCandidate,
 }
 
 impl Event {
@@ -211,6 +214,7 @@ impl Event {
             Event::Expired => "expired",
             Event::Recovered => "recovered",
             Event::Downloaded => "downloaded",
+            Event::RetroCandidate => "retro_candidate",
         }
     }
 }
@@ -240,7 +244,18 @@ pub struct Summary {
     pub rule: Option<String>,
     pub summary: String,
     pub rules_version: String,
+    /// Set when a later rule set would let this message through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_candidate: Option<Candidate>,
     pub recipients: Vec<Recipient>,
+}
+
+/// What a retro-scan found: the rule set that would deliver the message,
+/// and with which action.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Candidate {
+    pub rules_version: String,
+    pub action: String,
 }
 
 /// One line of a message's audit trail.

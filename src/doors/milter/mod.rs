@@ -209,7 +209,16 @@ impl Session {
             return vec![Reply::ReplyCode(err.reply().to_string())];
         }
         let checked = if msg.oversize {
-            super::oversize(&self.gw, door, &live)
+            let envelope = super::envelope(
+                msg.mail_from.clone(),
+                msg.rcpt_to.clone(),
+                self.client_ip
+                    .clone()
+                    .or_else(|| self.macros.get("client_addr").map(str::to_string)),
+                self.helo.clone(),
+                self.macros.get("i").map(str::to_string),
+            );
+            super::oversize(&self.gw, door, &live, &envelope, 0)
         } else {
             let raw = match super::shared(msg.raw).await {
                 Ok(r) => r,
