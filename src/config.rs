@@ -1553,20 +1553,27 @@ mod tests {
         assert!(w.wants(Some(Action::Quarantine), Some(5)));
         assert!(!w.wants(Some(Action::Quarantine), Some(4)));
         assert!(!w.wants(Some(Action::Accept), Some(50)));
-        assert!(!format!("{w:?}").contains("plain"), "secrets stay out of logs");
+        assert!(
+            !format!("{w:?}").contains("plain"),
+            "secrets stay out of logs"
+        );
         for (bad, why) in [
             ("url = \"ftp://x\"\nsecret = \"0123456789abcdef\"", "http"),
             ("url = \"http://x\"", "secret"),
             ("url = \"http://x\"\nsecret = \"short\"", "16 bytes"),
             ("url = \"http://x\"\nsecret = \"whsec_!!\"", "base64"),
-            ("url = \"http://x\"\nsecret = \"0123456789abcdef\"\nactions = [\"maybe\"]", "action"),
+            (
+                "url = \"http://x\"\nsecret = \"0123456789abcdef\"\nactions = [\"maybe\"]",
+                "action",
+            ),
         ] {
             let err = Config::from_toml(&format!("[[webhooks]]\nname = \"w\"\n{bad}\n"))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
-        let twice = "[[webhooks]]\nname = \"w\"\nurl = \"http://x\"\nsecret = \"0123456789abcdef\"\n";
+        let twice =
+            "[[webhooks]]\nname = \"w\"\nurl = \"http://x\"\nsecret = \"0123456789abcdef\"\n";
         assert!(Config::from_toml(&format!("{twice}{twice}")).is_err());
         let off = Config::from_toml("[events]\naudit_log = \"\"\n").unwrap();
         assert_eq!(off.events.audit_log, None);
