@@ -11,7 +11,7 @@
 
 use crate::Engine;
 use crate::model::Submission;
-use crate::pipeline::{PipelineError, Report};
+use crate::pipeline::{PipelineError, Report, RuleTime};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -63,7 +63,13 @@ pub struct PoolStats {
     pub queued: AtomicUsize,
     /// Being inspected right now.
     pub busy: AtomicUsize,
+    /// Each worker's latest per-rule times, with the rules version its
+    /// scanner belongs to (`rules-profiling` builds only).
+    pub rule_times: Mutex<Vec<(String, Vec<RuleTime>)>>,
 }
+
+/// Whether this build measures per-rule scan time.
+pub const PROFILING: bool = cfg!(feature = "rules-profiling");
 
 pub struct Pool {
     tx: Mutex<Option<SyncSender<Job>>>,
@@ -83,7 +89,10 @@ impl Pool {
         // Admission is counted separately, so the channel only needs room.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(workers + queue);
         let rx = Arc::new(Mutex::new(rx));
-        let stats = Arc::new(PoolStats::default());
+        let stats = Arc::new(PoolStats {
+            rule_times: Mutex::new(vec![(String::new(), Vec::new()); workers]),
+            ..Default::default()
+        });
         let handles = (0..workers)
             .map(|i| {
                 let rx = Arc::clone(&rx);
@@ -95,7 +104,7 @@ impl Pool {
                     // mail-parser and the decompressors still recurse a
                     // little; match the CLI workers.
                     .stack_size(16 << 20)
-                    .spawn(move || worker(&rx, &engine, &stats))
+                    .spawn(move || worker(i, &rx, &engine, &stats))
                     .expect("spawning an inspection thread at start-up")
             })
             .collect();
@@ -107,6 +116,33 @@ impl Pool {
             size: workers,
             capacity: workers + queue,
         }
+    }
+
+    /// Per-rule scan time summed over the workers whose scanners run
+    /// `version` (times are per scanner, and a reload makes new ones).
+    pub fn rule_times(
+        &self,
+        version: &str,
+    ) -> std::collections::BTreeMap<(String, String), (Duration, Duration)> {
+        let mut out = std::collections::BTreeMap::new();
+        let all = self
+            .stats
+            .rule_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (v, times) in all.iter() {
+            if v != version {
+                continue;
+            }
+            for t in times {
+                let e: &mut (Duration, Duration) = out
+                    .entry((t.namespace.clone(), t.rule.clone()))
+                    .or_default();
+                e.0 += t.condition;
+                e.1 += t.patterns;
+            }
+        }
+        out
     }
 
     /// The engine new messages are inspected with.
@@ -189,12 +225,13 @@ impl Pool {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats) {
+fn worker(index: usize, rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats) {
     let mut carried: Option<Job> = None;
     loop {
         // One engine (and its scanner) per generation of the rule set.
         let current = engine.load_full();
         let mut inspector = current.inspector();
+        let mut published = Instant::now();
         loop {
             let job = match carried.take() {
                 Some(job) => job,
@@ -240,6 +277,18 @@ fn worker(rx: &Mutex<Receiver<Job>>, engine: &ArcSwap<Engine>, stats: &PoolStats
             drop(done);
             if let Some(result) = result {
                 let _ = reply.send(result);
+            }
+            if PROFILING && published.elapsed() > Duration::from_secs(2) {
+                published = Instant::now();
+                let times = inspector.rule_times();
+                if let Some(slot) = stats
+                    .rule_times
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(index)
+                {
+                    *slot = (current.rules.version.clone(), times);
+                }
             }
         }
     }

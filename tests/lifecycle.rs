@@ -262,6 +262,21 @@ fn retro_scenario(db: Db, auto_release: bool) {
         assert_eq!(list["total"], 1);
         assert_eq!(list["items"][0]["id"], held.as_str());
         assert_eq!(lab.detail(&held)["state"], "held", "listed, not released");
+        // The UI marks it and filters on it.
+        let op = crate::quarantine::ui_login(&lab.server, "olivia", "correct horse battery staple")
+            .expect("operator logs in");
+        let ui = |path: &str| {
+            let r = lab.server.request("GET", path, &[("Cookie", &op)], b"");
+            assert_eq!(r.status, 200);
+            r.text()
+        };
+        let only = ui("/ui?candidate=1");
+        assert!(only.contains(&held) && !only.contains(&danger), "{only}");
+        assert!(only.contains("release candidate"));
+        assert!(ui("/ui").contains(&danger));
+        assert!(
+            ui(&format!("/ui/m/{held}")).contains(&format!("rules {version} would deliver it"))
+        );
         std::thread::sleep(Duration::from_millis(500));
         assert!(lab.sink.messages().is_empty());
         // The operator releases the candidate as usual.

@@ -253,6 +253,40 @@ impl Lab {
     }
 }
 
+/// Logs in to the web UI with a password; the session cookie, or None
+/// when the login is refused.
+pub fn ui_login(server: &Server, user: &str, password: &str) -> Option<String> {
+    let page = server.get("/ui/login");
+    let pre = page
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = format!(
+        "csrf={}&user={user}&password={}",
+        csrf(&page.text()),
+        password.replace(' ', "+")
+    );
+    let r = server.post(
+        "/ui/login",
+        &[
+            ("Cookie", &pre),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    );
+    (r.status == 303).then(|| {
+        r.header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    })
+}
+
 /// The CSRF token in a page's form.
 pub fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
@@ -1015,37 +1049,7 @@ fn the_ui_needs_a_login_checks_csrf_and_hides_actions_by_role() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/ui/login"));
 
-    let login = |user: &str, password: &str| -> Option<String> {
-        let page = lab.server.get("/ui/login");
-        let pre = page
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let body = format!(
-            "csrf={}&user={user}&password={}",
-            csrf(&page.text()),
-            password.replace(' ', "+")
-        );
-        let r = lab.server.post(
-            "/ui/login",
-            &[
-                ("Cookie", &pre),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            body.as_bytes(),
-        );
-        (r.status == 303).then(|| {
-            r.header("set-cookie")
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-    };
+    let login = |user: &str, password: &str| ui_login(&lab.server, user, password);
     assert!(login("olivia", "wrong password here").is_none());
     assert!(login("nobody", "correct horse battery staple").is_none());
     let no_csrf = lab.server.post(

@@ -100,6 +100,7 @@ impl Gateway {
             rule_count: engine.rules.rule_count,
             ready: self.ready().await.is_ok(),
             quarantine_open: self.store.db.open_count().await.unwrap_or(-1),
+            rule_times: self.pool.rule_times(&engine.rules.version),
         }
     }
 

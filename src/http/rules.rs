@@ -34,6 +34,7 @@ async fn rules(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     }
     let engine = gw.pool.engine();
     let mut stats = gw.metrics.rule_stats();
+    let times = gw.pool.rule_times(&engine.rules.version);
     let rules: Vec<serde_json::Value> = engine
         .rules
         .list()
@@ -50,6 +51,16 @@ async fn rules(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
                 "description": meta.description,
                 "messages": stat.by_action,
                 "last_hit_ms": (stat.last_hit_ms > 0).then_some(stat.last_hit_ms),
+                "scan_time": crate::pool::PROFILING.then(|| {
+                    let (c, p) = times
+                        .get(&(namespace.to_string(), name.to_string()))
+                        .copied()
+                        .unwrap_or_default();
+                    serde_json::json!({
+                        "condition_ms": c.as_secs_f64() * 1000.0,
+                        "patterns_ms": p.as_secs_f64() * 1000.0,
+                    })
+                }),
             })
         })
         .collect();
@@ -73,6 +84,7 @@ async fn rules(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
         .clone();
     axum::Json(serde_json::json!({
         "node": gw.server.node,
+        "profiling": crate::pool::PROFILING,
         "retro_scan": retro,
         "rules_version": engine.rules.version,
         "origin": engine.rules.origin,

@@ -88,6 +88,17 @@ pub struct Inspector<'e> {
     scanner: yara_x::Scanner<'e>,
 }
 
+/// Time one rule has taken in one scanner, cumulative since the scanner
+/// was made (the `rules-profiling` feature; yara-x leaves out rules under
+/// 100 ms in total).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleTime {
+    pub namespace: String,
+    pub rule: String,
+    pub condition: Duration,
+    pub patterns: Duration,
+}
+
 /// What is known of an object before it is looked at.
 struct Meta {
     parent: Option<usize>,
@@ -106,6 +117,28 @@ struct Pending {
 }
 
 impl<'e> Inspector<'e> {
+    /// Per-rule scan time so far; empty without the `rules-profiling`
+    /// feature.
+    pub fn rule_times(&self) -> Vec<RuleTime> {
+        #[cfg(feature = "rules-profiling")]
+        {
+            self.scanner
+                .slowest_rules(usize::MAX)
+                .into_iter()
+                .map(|p| RuleTime {
+                    namespace: p.namespace.to_string(),
+                    rule: p.rule.to_string(),
+                    condition: p.condition_exec_time,
+                    patterns: p.pattern_matching_time,
+                })
+                .collect()
+        }
+        #[cfg(not(feature = "rules-profiling"))]
+        {
+            Vec::new()
+        }
+    }
+
     pub fn inspect(&mut self, submission: &Submission) -> Result<Report, PipelineError> {
         self.inspect_visiting(submission, &mut |_, _| {})
     }

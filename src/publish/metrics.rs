@@ -81,6 +81,9 @@ pub struct Gauges {
     pub ready: bool,
     /// Messages held or awaiting approval; -1 when the index did not answer.
     pub quarantine_open: i64,
+    /// Per-rule scan time, (namespace, rule) → (condition, patterns);
+    /// empty unless built with `rules-profiling`.
+    pub rule_times: BTreeMap<(String, String), (Duration, Duration)>,
 }
 
 impl Metrics {
@@ -312,6 +315,39 @@ impl Metrics {
                     "portcullis_rule_messages_total{{rule=\"{}\",action=\"{action}\"}} {n}",
                     escape_label(rule)
                 );
+            }
+        }
+        head(
+            &mut out,
+            "portcullis_rule_last_hit_timestamp_seconds",
+            "gauge",
+            "When a rule (finding) was last found, Unix time.",
+        );
+        for (rule, stat) in &m.rule_stats {
+            let _ = writeln!(
+                out,
+                "portcullis_rule_last_hit_timestamp_seconds{{rule=\"{}\"}} {:.3}",
+                escape_label(rule),
+                stat.last_hit_ms as f64 / 1000.0
+            );
+        }
+        if !g.rule_times.is_empty() {
+            head(
+                &mut out,
+                "portcullis_rule_scan_seconds",
+                "gauge",
+                "Time a YARA rule has taken with the live rule set, by phase (rules-profiling builds; rules under 100 ms in total are not reported by yara-x).",
+            );
+            for ((ns, rule), (cond, pat)) in &g.rule_times {
+                for (phase, d) in [("condition", cond), ("patterns", pat)] {
+                    let _ = writeln!(
+                        out,
+                        "portcullis_rule_scan_seconds{{rule=\"{}:{}\",phase=\"{phase}\"}} {:.6}",
+                        escape_label(ns),
+                        escape_label(rule),
+                        d.as_secs_f64()
+                    );
+                }
             }
         }
 

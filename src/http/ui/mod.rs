@@ -288,6 +288,7 @@ struct Filters {
     since: String,
     until: String,
     sort: String,
+    candidate: bool,
 }
 
 struct Row {
@@ -300,6 +301,7 @@ struct Row {
     score: i64,
     state: String,
     open: bool,
+    candidate: bool,
 }
 
 #[derive(Template)]
@@ -352,6 +354,7 @@ async fn queue(
         state: get("state"),
         since: get("since"),
         until: get("until"),
+        candidate: q.candidates,
         sort: if get("sort").is_empty() {
             "received".into()
         } else {
@@ -384,6 +387,7 @@ async fn queue(
             score: m.score,
             state: m.state.to_string(),
             open: m.state.is_open(),
+            candidate: m.release_candidate.is_some(),
         })
         .collect::<Vec<_>>();
     // Paging links keep the filters and move the offset.
@@ -479,6 +483,8 @@ struct MessageView {
     size: i64,
     sha256: String,
     rules_version: String,
+    /// "rules VERSION would ACTION it", from the retro-scan.
+    candidate: Option<String>,
 }
 
 #[derive(Template)]
@@ -705,6 +711,17 @@ async fn message(
             size: sm.size,
             sha256: sm.sha256.clone(),
             rules_version: sm.rules_version.clone(),
+            candidate: sm.release_candidate.as_ref().map(|c| {
+                format!(
+                    "rules {} would {} it",
+                    c.rules_version,
+                    if c.action == "tag" {
+                        "tag and deliver"
+                    } else {
+                        "deliver"
+                    }
+                )
+            }),
         },
         recipients: sm
             .recipients
