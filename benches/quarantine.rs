@@ -8,7 +8,9 @@
 //!
 //! 1. writes: distinct ~20 KiB messages, 1 and 16 writers at once;
 //! 2. searches on the resulting queue (plus filler rows): first page, by
-//!    recipient part, by rule, by subject text, a deep page.
+//!    recipient part, by rule, by subject text, a deep page;
+//! 3. events: building and queueing one (the door's share, on the mail
+//!    path), the writer's batched inserts, and pulling pages by cursor.
 //!
 //! Under `cargo test` (no `--bench`) it runs a handful of each, to keep it
 //! working.
@@ -179,6 +181,114 @@ async fn run(label: &str, dir: &std::path::Path, url: Option<&str>, full: bool) 
         runs,
     )
     .await;
+    events(&store, full).await;
+}
+
+async fn events(store: &Arc<Store>, full: bool) {
+    use portcullis::publish::events::VerdictFacts;
+    use portcullis::store::events::NewEvent;
+    let n = if full { 100_000 } else { 200 };
+    // A typical verdict with attachments: a zip of three files and a PDF,
+    // so the event carries findings and a handful of objects with hashes.
+    let zip = portcullis::samples::zip(&[
+        ("invoice.pdf", &portcullis::samples::clean_pdf()),
+        ("readme.txt", b"hello"),
+        ("photo.png", &portcullis::samples::png()),
+    ]);
+    let raw = portcullis::samples::message(
+        "Invoice",
+        "see attached",
+        &[
+            portcullis::samples::attachment("application/zip", "invoice.zip", &zip),
+            portcullis::samples::attachment(
+                "application/pdf",
+                "terms.pdf",
+                &portcullis::samples::clean_pdf(),
+            ),
+        ],
+    );
+    let engine = portcullis::cli::load_engine(None, None).expect("engine");
+    let report = &engine
+        .inspect(&portcullis::Submission::mail(raw))
+        .expect("report");
+    // 1. What a door pays per verdict: serialize once, try_send.
+    let (hub, mut rx) = portcullis::publish::Events::new("bench".into(), n + 1, 1);
+    let envelope = Envelope {
+        mail_from: Some("sender@example.net".into()),
+        rcpt_to: vec!["user0@example.com".into()],
+        client_ip: Some("192.0.2.7".into()),
+        ..Default::default()
+    };
+    let began = Instant::now();
+    for _ in 0..n {
+        hub.verdict(VerdictFacts {
+            door: Door::Milter,
+            envelope: &envelope,
+            message_id: Some("<0@bench>"),
+            size: 20_000,
+            report,
+            quarantine_id: None,
+            total: Duration::from_millis(3),
+        });
+    }
+    let per = began.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let mut queued = Vec::with_capacity(n);
+    rx.recv_many(&mut queued, n).await;
+    let bytes = queued.first().map_or(0, |e| e.body.len());
+    println!(
+        "\n| events | count | result |\n| --- | ---: | --- |\n\
+         | build + queue one event (door side; {} objects, {bytes} B of JSON) | {n} | {per:.1} µs each |",
+        report.objects.len()
+    );
+    // 2. The writer: batches of 256, one transaction each, one writer.
+    let batches: Vec<Vec<NewEvent>> = queued.chunks(256).map(|c| c.to_vec()).collect();
+    let began = Instant::now();
+    for b in &batches {
+        store.db.insert_events(b).await.expect("insert");
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!(
+        "| writer, batches of 256 | {n} | {:.0} events/s |",
+        n as f64 / secs
+    );
+    // 2b. One event per transaction (a quiet gateway: every batch is one).
+    let singles = if full { 2000 } else { 20 };
+    let began = Instant::now();
+    for e in queued.iter().take(singles) {
+        let mut e = e.clone();
+        e.id.push('s');
+        store
+            .db
+            .insert_events(std::slice::from_ref(&e))
+            .await
+            .expect("insert");
+    }
+    println!(
+        "| writer, one event per transaction | {singles} | {:.2} ms each |",
+        began.elapsed().as_secs_f64() * 1000.0 / singles as f64
+    );
+    // 3. Consumers: pages of 100 and 1000 from the middle of the table.
+    for limit in [100i64, 1000] {
+        let runs = if full { 50 } else { 2 };
+        let mut lat = Vec::with_capacity(runs);
+        for r in 0..runs {
+            let after = (r as i64 * 997) % (n as i64 / 2).max(1);
+            let t = Instant::now();
+            let page = store.db.events_after(after, limit).await.expect("page");
+            let mut body = 0;
+            for e in &page {
+                body += e.json().len();
+            }
+            std::hint::black_box(body);
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "| pull a page of {limit} (with the `seq` splice) | {runs} | p50 {:.2} ms, p99 {:.2} ms |",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+    }
 }
 
 fn main() {

@@ -126,8 +126,10 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(json: bool, level: &str) {
+    // yara-x logs its compile steps, and with rules-profiling its slowest
+    // rules after every scan, at info: noise in a mail log unless asked for.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},yara_x=warn")));
     // Colour only for a person at a terminal, not in log files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
