@@ -27,6 +27,16 @@ fn rules_dir(lab: &Lab) -> std::path::PathBuf {
     v["rules"]["dir"].as_str().unwrap().into()
 }
 
+/// Holds one message for Test_Hold_Marker and one for Test_Danger_Marker.
+fn hold_two(lab: &Lab) -> (String, String) {
+    let hold =
+        |subject: &str, marker: &str| lab.hold(&message(subject, marker, ""), &["a@example.com"]);
+    (
+        hold("held one", "PORTCULLIS-TEST-HOLD"),
+        hold("danger", "PORTCULLIS-TEST-DANGER"),
+    )
+}
+
 fn send(lab: &Lab, subject: &str, marker: &str) -> Value {
     let r = lab.server.post(
         "/v1/check?from=sender%40example.net&rcpt=a%40example.com&ip=192.0.2.9",
@@ -56,14 +66,7 @@ fn preview_reports_which_verdicts_a_candidate_set_would_change() {
     let lab = lab_edited(Sink::start(), Db::Sqlite, |c| {
         c.replace("[rules]\n", "[rules]\npreview_sample = 100\n")
     });
-    let held = lab.hold(
-        &message("held one", "PORTCULLIS-TEST-HOLD", ""),
-        &["a@example.com"],
-    );
-    let danger = lab.hold(
-        &message("danger", "PORTCULLIS-TEST-DANGER", ""),
-        &["a@example.com"],
-    );
+    let (held, danger) = hold_two(&lab);
     for (s, m) in [
         ("clean 1", ""),
         ("new threat", "PORTCULLIS-TEST-NEWBAD"),
@@ -192,14 +195,7 @@ fn retro_scenario(db: Db, auto_release: bool) {
             &format!("[rules]\nwatch_interval = \"off\"\nretro_release = {auto_release}\n"),
         )
     });
-    let held = lab.hold(
-        &message("held one", "PORTCULLIS-TEST-HOLD", ""),
-        &["a@example.com"],
-    );
-    let danger = lab.hold(
-        &message("danger", "PORTCULLIS-TEST-DANGER", ""),
-        &["a@example.com"],
-    );
+    let (held, danger) = hold_two(&lab);
     assert_eq!(lab.list("candidate=1")["total"], 0);
 
     // Deploy the set without Test_Hold_Marker.

@@ -78,9 +78,11 @@ fn params(raw: Option<&str>) -> Result<Params, String> {
     })
 }
 
-/// 410 for a cursor retention has overtaken: the consumer must know it
-/// missed events, and where the feed now starts.
-async fn check_gap(gw: &Gateway, after: i64) -> Result<(), ApiError> {
+/// The cursor a consumer gave, if any, refused with 410 when retention has
+/// overtaken it: the consumer must know it missed events, and where the
+/// feed now starts.
+async fn given(gw: &Gateway, after: Option<i64>) -> Result<Option<i64>, ApiError> {
+    let Some(after) = after else { return Ok(None) };
     let pruned = gw.store.db.events_pruned_through().await?;
     if after < pruned {
         return Err(ApiError(
@@ -90,7 +92,7 @@ async fn check_gap(gw: &Gateway, after: i64) -> Result<(), ApiError> {
             ),
         ));
     }
-    Ok(())
+    Ok(Some(after))
 }
 
 /// `GET /v1/events?after=SEQ&limit=N[&action=a,b][&min_score=N]`:
@@ -103,11 +105,8 @@ async fn pull(
 ) -> Result<Response, ApiError> {
     auth::caller(&gw.live().auth, &headers, Role::Auditor)?;
     let p = params(query.as_deref()).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    let after = match p.after {
-        Some(a) => {
-            check_gap(&gw, a).await?;
-            a
-        }
+    let after = match given(&gw, p.after).await? {
+        Some(a) => a,
         None => gw.store.db.events_pruned_through().await?,
     };
     let page = gw.store.db.events_after(after, p.limit).await?;
@@ -156,11 +155,8 @@ async fn stream(
                 })?,
         ),
     };
-    let after = match last_event_id.or(p.after) {
-        Some(a) => {
-            check_gap(&gw, a).await?;
-            a
-        }
+    let after = match given(&gw, last_event_id.or(p.after)).await? {
+        Some(a) => a,
         None => gw.store.db.events_head().await?,
     };
     let Ok(permit) = Arc::clone(&gw.events.streams).try_acquire_owned() else {

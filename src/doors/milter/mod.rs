@@ -200,6 +200,19 @@ impl Session {
         }
     }
 
+    /// The envelope as this session and the MTA's macros give it.
+    fn envelope(&self, msg: &Message) -> crate::model::Envelope {
+        super::envelope(
+            msg.mail_from.clone(),
+            msg.rcpt_to.clone(),
+            self.client_ip
+                .clone()
+                .or_else(|| self.macros.get("client_addr").map(str::to_string)),
+            self.helo.clone(),
+            self.macros.get("i").map(str::to_string),
+        )
+    }
+
     async fn end_of_message(&mut self, msg: Message) -> Vec<Reply> {
         let door = Door::Milter;
         let live = self.gw.live();
@@ -209,31 +222,15 @@ impl Session {
             return vec![Reply::ReplyCode(err.reply().to_string())];
         }
         let checked = if msg.oversize {
-            let envelope = super::envelope(
-                msg.mail_from.clone(),
-                msg.rcpt_to.clone(),
-                self.client_ip
-                    .clone()
-                    .or_else(|| self.macros.get("client_addr").map(str::to_string)),
-                self.helo.clone(),
-                self.macros.get("i").map(str::to_string),
-            );
-            super::oversize(&self.gw, door, &live, &envelope, 0)
+            super::oversize(&self.gw, door, &live, &self.envelope(&msg), 0)
         } else {
+            let envelope = self.envelope(&msg);
             let raw = match super::shared(msg.raw).await {
                 Ok(r) => r,
                 Err(e) => return vec![Reply::ReplyCode(e.reply().to_string())],
             };
             let mut sub = Submission::mail(raw);
-            sub.envelope = super::envelope(
-                msg.mail_from.clone(),
-                msg.rcpt_to.clone(),
-                self.client_ip
-                    .clone()
-                    .or_else(|| self.macros.get("client_addr").map(str::to_string)),
-                self.helo.clone(),
-                self.macros.get("i").map(str::to_string),
-            );
+            sub.envelope = envelope;
             sub.envelope.auth_user = super::non_empty(self.macros.get("auth_authen"));
             let permit = match msg.permit {
                 Some(p) => p,
