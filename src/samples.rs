@@ -289,6 +289,227 @@ pub fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().expect("tar to memory")
 }
 
+/// cpio, "new" ASCII format (070701): regular files, then the trailer.
+pub fn cpio_newc(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pad4 = |out: &mut Vec<u8>| {
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    };
+    let trailer: (&str, &[u8]) = ("TRAILER!!!", b"");
+    for (i, (name, data)) in entries.iter().chain([&trailer]).enumerate() {
+        let mode = if *name == "TRAILER!!!" { 0 } else { 0o100644 };
+        out.extend_from_slice(
+            format!(
+                "070701{:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+                i + 1,
+                0,
+                0,
+                1,
+                0,
+                data.len(),
+                0,
+                0,
+                0,
+                0,
+                name.len() + 1,
+                0
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        pad4(&mut out);
+        out.extend_from_slice(data);
+        pad4(&mut out);
+    }
+    out
+}
+
+/// cpio, old portable ASCII format (070707, octal fields, no padding).
+pub fn cpio_odc(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let trailer: (&str, &[u8]) = ("TRAILER!!!", b"");
+    for (name, data) in entries.iter().chain([&trailer]) {
+        let mode = if *name == "TRAILER!!!" { 0 } else { 0o100644 };
+        out.extend_from_slice(
+            format!(
+                "070707{:06o}{:06o}{mode:06o}{:06o}{:06o}{:06o}{:06o}{:011o}{:06o}{:011o}",
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                name.len() + 1,
+                data.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// cpio, old binary format, little- or big-endian 16-bit words.
+pub fn cpio_binary(entries: &[(&str, &[u8])], little_endian: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let trailer: (&str, &[u8]) = ("TRAILER!!!", b"");
+    for (name, data) in entries.iter().chain([&trailer]) {
+        let mode: u16 = if *name == "TRAILER!!!" { 0 } else { 0o100644 };
+        let size = data.len() as u32;
+        let words: [u16; 13] = [
+            0o070707,
+            0,
+            0,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            (name.len() + 1) as u16,
+            (size >> 16) as u16,
+            size as u16,
+        ];
+        for w in words {
+            out.extend_from_slice(&if little_endian {
+                w.to_le_bytes()
+            } else {
+                w.to_be_bytes()
+            });
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        if !out.len().is_multiple_of(2) {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        if !out.len().is_multiple_of(2) {
+            out.push(0);
+        }
+    }
+    out
+}
+
+fn ar_header(out: &mut Vec<u8>, name: &str, size: usize) {
+    out.extend_from_slice(
+        format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n", 0, 0, 0, 644).as_bytes(),
+    );
+}
+
+fn ar_data(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(data);
+    if !data.len().is_multiple_of(2) {
+        out.push(b'\n');
+    }
+}
+
+/// ar, GNU flavour: names over 15 bytes go to the `//` table.
+pub fn ar_gnu(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = crate::extract::AR_MAGIC.to_vec();
+    let mut table = String::new();
+    let mut refs = Vec::new();
+    for (name, _) in entries {
+        if name.len() > 15 {
+            refs.push(Some(table.len()));
+            table.push_str(&format!("{name}/\n"));
+        } else {
+            refs.push(None);
+        }
+    }
+    if !table.is_empty() {
+        ar_header(&mut out, "//", table.len());
+        ar_data(&mut out, table.as_bytes());
+    }
+    for ((name, data), r) in entries.iter().zip(refs) {
+        let field = match r {
+            Some(off) => format!("/{off}"),
+            None => format!("{name}/"),
+        };
+        ar_header(&mut out, &field, data.len());
+        ar_data(&mut out, data);
+    }
+    out
+}
+
+/// ar, BSD flavour: every name as `#1/LEN` before the data.
+pub fn ar_bsd(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = crate::extract::AR_MAGIC.to_vec();
+    for (name, data) in entries {
+        ar_header(
+            &mut out,
+            &format!("#1/{}", name.len()),
+            name.len() + data.len(),
+        );
+        ar_data(&mut out, &[name.as_bytes(), data].concat());
+    }
+    out
+}
+
+/// An RTF document with one embedded Packager object carrying `data` as
+/// the file `name` (the OLE1 layout Word writes, hex-encoded in
+/// `\objdata`, 64 digits a line).
+pub fn rtf_with_package(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut native = vec![2u8, 0];
+    for s in [name, &format!("C:\\Users\\a\\{name}")] {
+        native.extend_from_slice(s.as_bytes());
+        native.push(0);
+    }
+    native.extend_from_slice(&[0, 0, 3, 0]);
+    let tmp = format!("C:\\Temp\\{name}\0");
+    native.extend_from_slice(&(tmp.len() as u32).to_le_bytes());
+    native.extend_from_slice(tmp.as_bytes());
+    native.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    native.extend_from_slice(data);
+    let mut ole = Vec::new();
+    ole.extend_from_slice(&0x0501u32.to_le_bytes());
+    ole.extend_from_slice(&2u32.to_le_bytes());
+    for s in ["Package\0", "", ""] {
+        ole.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        ole.extend_from_slice(s.as_bytes());
+    }
+    ole.extend_from_slice(&(native.len() as u32).to_le_bytes());
+    ole.extend_from_slice(&native);
+    let hex = hex::encode(&ole);
+    let lines: Vec<&str> = hex
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
+    format!(
+        "{{\\rtf1\\ansi{{\\fonttbl{{\\f0 Arial;}}}}\\pard Please see the attached file.\\par\r\n\
+         {{\\object\\objemb{{\\*\\objclass Package}}\\objw1440\\objh1440{{\\*\\objdata\r\n{}\r\n}}}}\\par}}\r\n",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+/// An HTML page that smuggles `data`: base64 split over three string
+/// literals joined with `+`, decoded with atob into a Blob and downloaded.
+pub fn html_smuggling(data: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(data);
+    let third = b.len() / 3 / 4 * 4;
+    let (p1, rest) = b.split_at(third.max(4).min(b.len()));
+    let (p2, p3) = rest.split_at((third.max(4)).min(rest.len()));
+    format!(
+        "<!DOCTYPE html><html><head><title>Invoice</title></head><body><p>Loading your document...</p><script>\n\
+         var part = \"{p1}\" +\n    \"{p2}\" +\n    \"{p3}\";\n\
+         var bin = atob(part); var bytes = new Uint8Array(bin.length);\n\
+         for (var i = 0; i < bin.length; i++) {{ bytes[i] = bin.charCodeAt(i); }}\n\
+         var blob = new Blob([bytes], {{type: \"application/octet-stream\"}});\n\
+         var a = document.createElement(\"a\"); a.href = URL.createObjectURL(blob); a.download = \"invoice.zip\"; a.click();\n\
+         </script></body></html>\n"
+    )
+    .into_bytes()
+}
+
 // ---------------------------------------------------------------- messages
 
 pub struct Part<'a> {
@@ -537,6 +758,17 @@ pub fn all() -> Vec<Sample> {
         sample("malformed_mime.eml", Mail, b"From: a@example.org\r\nTo: b@example.com\r\nSubject: sloppy\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"xyz\"\r\n\r\n--xyz\r\nContent-Type: text/plain\r\n\r\nhello\r\n--xyz\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n".to_vec(), Accept, &["MALFORMED_MIME"], "no closing boundary, broken base64: sloppy, not dangerous"),
         sample("headers_only.eml", Mail, b"Subject: nothing else\r\n".to_vec(), Accept, &[], "a message with no body"),
         sample("not_mail.eml", Mail, b"\x00\x01\x02 binary junk with no headers at all".to_vec(), Accept, &["MALFORMED_MIME"], "bytes that are not a message"),
+        sample("eicar.cpio", File, cpio_newc(&[("docs/readme.txt", b"hello"), ("bin/eicar.com", &e)]), Reject, &["EICAR_Test_File"], "EICAR in a cpio (newc) archive"),
+        sample("eicar.cpio.gz", File, gzip("eicar.cpio", &cpio_odc(&[("eicar.com", &e)])), Reject, &["EICAR_Test_File"], "EICAR in an old-format cpio in gzip"),
+        sample("eicar_binary.cpio", File, cpio_binary(&[("eicar.com", &e)], true), Reject, &["EICAR_Test_File"], "EICAR in a binary cpio"),
+        sample("corrupt.cpio", File, cpio_newc(&[("a.txt", b"hello")])[..40].to_vec(), Quarantine, &["UNOPENABLE"], "cpio cut off inside its first header"),
+        sample("eicar.a", File, ar_gnu(&[("readme.txt", b"hi"), ("a-very-long-member-name-eicar.com", &e)]), Reject, &["EICAR_Test_File"], "EICAR in a GNU ar archive under a long name"),
+        sample("eicar_bsd.a", File, ar_bsd(&[("eicar.com", &e)]), Reject, &["EICAR_Test_File"], "EICAR in a BSD ar archive"),
+        sample("corrupt.a", File, b"!<arch>\nthis is not an ar member header, it is only some text that goes on".to_vec(), Quarantine, &["UNOPENABLE"], "ar magic followed by junk"),
+        sample("rtf_package.eml", Mail, message("Letter", "see the letter", &[attachment("application/rtf", "letter.rtf", &rtf_with_package("invoice.pdf.exe", &pe))]), Reject, &["DOUBLE_EXTENSION", "Executable_PE"], "RTF embedding invoice.pdf.exe as a Packager object"),
+        sample("eicar_rtf_zip.eml", Mail, message("Letter", "see the letter", &[attachment("application/zip", "letter.zip", &zip(&[("letter.rtf", &rtf_with_package("eicar.com", &e))]))]), Reject, &["EICAR_Test_File"], "EICAR in a Packager object in an RTF in a zip"),
+        sample("eicar_html_smuggling.eml", Mail, message("Invoice", "open the invoice", &[attachment("text/html", "invoice.html", &html_smuggling(&zip(&[("eicar.com", &e)])))]), Reject, &["EICAR_Test_File"], "EICAR in a zip smuggled in an HTML page as split base64"),
+        sample("eicar_data_uri.eml", Mail, message("Page", "open the page", &[attachment("text/html", "page.html", format!("<html><body><a download=\"a.zip\" href=\"data:application/zip;base64,{}\">get</a></body></html>", { use base64::Engine as _; base64::engine::general_purpose::STANDARD.encode(zip(&[("eicar.com", &e)])) }).as_bytes())]), Reject, &["EICAR_Test_File"], "EICAR in a zip in a data: URI link"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -11,12 +11,17 @@
 //! Entry names from archives are labels only. Nothing here touches the file
 //! system, so `../../etc/passwd` is just a string in a report.
 
+mod ar;
 mod compress;
+mod cpio;
+mod html;
 mod mail;
+mod rtf;
 mod tar;
 mod uuencode;
 mod zip;
 
+pub use ar::MAGIC as AR_MAGIC;
 pub use uuencode::encode as uuencode_encode;
 
 use crate::config::Limits;
@@ -209,6 +214,11 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Xz
             | FileType::Zstd
             | FileType::Tar
+            | FileType::Cpio
+            | FileType::Ar
+            | FileType::Rtf
+            | FileType::Html
+            | FileType::Hta
     )
 }
 
@@ -236,6 +246,10 @@ pub fn extract(
         FileType::Mail => mail::extract(data, budget),
         FileType::Zip | FileType::Ooxml => zip::extract(data, budget),
         FileType::Tar => tar::extract(data, budget),
+        FileType::Cpio => cpio::extract(data, budget),
+        FileType::Ar => ar::extract(data, budget),
+        FileType::Rtf => rtf::extract(data, budget),
+        FileType::Html | FileType::Hta => html::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }

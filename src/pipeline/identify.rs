@@ -20,6 +20,9 @@ pub enum FileType {
     Xz,
     Zstd,
     Tar,
+    Cpio,
+    /// Unix ar: static libraries, Debian packages.
+    Ar,
     SevenZip,
     Rar,
     Cab,
@@ -71,6 +74,8 @@ impl FileType {
             FileType::Xz => "application/x-xz",
             FileType::Zstd => "application/zstd",
             FileType::Tar => "application/x-tar",
+            FileType::Cpio => "application/x-cpio",
+            FileType::Ar => "application/x-archive",
             FileType::SevenZip => "application/x-7z-compressed",
             FileType::Rar => "application/vnd.rar",
             FileType::Cab => "application/vnd.ms-cab-compressed",
@@ -112,6 +117,8 @@ impl FileType {
             | FileType::Xz
             | FileType::Zstd
             | FileType::Tar
+            | FileType::Cpio
+            | FileType::Ar
             | FileType::SevenZip
             | FileType::Rar
             | FileType::Cab => Category::Archive,
@@ -262,6 +269,26 @@ fn detect_binary(data: &[u8]) -> Option<FileType> {
     }
     if at(257, b"ustar") {
         return Some(FileType::Tar);
+    }
+    if at(0, b"070701") || at(0, b"070702") || at(0, b"070707") {
+        return Some(FileType::Cpio);
+    }
+    // The old binary cpio magic is two bytes: also require a plausible
+    // first name (NUL-terminated where the header says), so that random
+    // data starting with them is not sent to an unpacker that fails.
+    if (at(0, &[0xc7, 0x71]) || at(0, &[0x71, 0xc7])) && data.len() >= 28 {
+        let le = data[0] == 0xc7;
+        let n = if le {
+            u16::from_le_bytes([data[20], data[21]])
+        } else {
+            u16::from_be_bytes([data[20], data[21]])
+        } as usize;
+        if n >= 2 && data.get(26 + n - 1) == Some(&0) && !data[26..26 + n - 1].contains(&0) {
+            return Some(FileType::Cpio);
+        }
+    }
+    if at(0, crate::extract::AR_MAGIC) {
+        return Some(FileType::Ar);
     }
     if at(0, b"7z\xbc\xaf\x27\x1c") {
         return Some(FileType::SevenZip);
