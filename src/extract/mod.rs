@@ -15,6 +15,7 @@ mod ar;
 mod compress;
 mod cpio;
 mod html;
+mod lnk;
 mod mail;
 mod rtf;
 mod tar;
@@ -219,6 +220,7 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Rtf
             | FileType::Html
             | FileType::Hta
+            | FileType::Lnk
     )
 }
 
@@ -250,6 +252,7 @@ pub fn extract(
         FileType::Ar => ar::extract(data, budget),
         FileType::Rtf => rtf::extract(data, budget),
         FileType::Html | FileType::Hta => html::extract(data, budget),
+        FileType::Lnk => lnk::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }
