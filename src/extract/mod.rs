@@ -332,4 +332,50 @@ mod tests {
         let (out, stop) = b.read_capped(Cursor::new(vec![1u8; 10]), 10).unwrap();
         assert_eq!((out.len(), stop), (0, Some(LimitKind::Time)));
     }
+
+    /// Valid containers of every format we open ourselves, for mutation.
+    fn seeds() -> Vec<(FileType, Vec<u8>)> {
+        use crate::samples::*;
+        let files: &[(&str, &[u8])] = &[
+            ("a.txt", b"hello world"),
+            ("long-name-for-the-table.bin", &[7u8; 40]),
+        ];
+        vec![
+            (FileType::Cpio, cpio_newc(files)),
+            (FileType::Cpio, cpio_odc(files)),
+            (FileType::Cpio, cpio_binary(files, false)),
+            (FileType::Ar, ar_gnu(files)),
+            (FileType::Ar, ar_bsd(files)),
+            (FileType::Rtf, rtf_with_package("x.exe", &[1u8; 80])),
+            (FileType::Html, html_smuggling(&[2u8; 120])),
+            (FileType::Lnk, lnk("C:\\Windows\\a.exe", "-x", "C:\\")),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Any bytes behind a format's magic, and valid containers with
+        /// bytes overwritten: a result or an error, never a panic, and
+        /// never more than the budget allows.
+        #[test]
+        fn mutated_containers_stay_within_the_budget(
+            which in 0usize..8,
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..24),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let (t, mut data) = seeds().swap_remove(which);
+            for (at, b) in edits {
+                let i = at % data.len();
+                data[i] = b;
+            }
+            data.truncate(cut % (data.len() + 1));
+            let mut b = Budget::new(limits(), Instant::now());
+            if let Ok(out) = extract(&t, &data, None, &mut b) {
+                let total: usize = out.children.iter().map(|c| c.data.len()).sum();
+                proptest::prop_assert!(out.children.iter().all(|c| c.data.len() as u64 <= 1000));
+                proptest::prop_assert!(total as u64 <= 2500);
+            }
+        }
+    }
 }
