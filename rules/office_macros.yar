@@ -23,3 +23,18 @@ rule Office_VBA_AutoExec
     condition:
         $ole at 0 and $vb_attr and any of ($a*)
 }
+
+rule Office_VBA_AutoExec_Source
+{
+    meta:
+        description = "VBA macro source (decompressed from an Office document) with a procedure that runs automatically"
+        severity = "high"
+        score = 30
+        action = "quarantine"
+    strings:
+        $a1 = /Sub\s+Auto_?Open\b/ nocase
+        $a2 = /Sub\s+(Document|Workbook)_(Open|Close|BeforeClose)\b/ nocase
+        $a3 = /Sub\s+Auto_?(Exec|Close)\b/ nocase
+    condition:
+        uint32be(0) == 0x41747472 and any of them // "Attr": VBA source starts "Attribute VB_Name"
+}

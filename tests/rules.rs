@@ -46,6 +46,23 @@ fn each_rule_has_a_positive_and_a_negative() {
             ("vbaProject.bin", vba_lookalike),
         ),
         (
+            "Office_VBA_AutoExec_Source",
+            (
+                "vbaProject.bin",
+                vba_project(&[(
+                    "Module1",
+                    "Attribute VB_Name = \"Module1\"\r\nSub AutoOpen()\r\nEnd Sub\r\n",
+                )]),
+            ),
+            (
+                "vbaProject.bin",
+                vba_project(&[(
+                    "Module1",
+                    "Attribute VB_Name = \"Module1\"\r\nSub ShowNote()\r\n  ' AutoOpen is only named here\r\nEnd Sub\r\n",
+                )]),
+            ),
+        ),
+        (
             "HTML_Smuggling_Blob",
             ("a.html", HTML_SMUGGLING.as_bytes().to_vec()),
             (

@@ -9,7 +9,7 @@ use portcullis::extract::{Budget, extract};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 14] = [
+const FORMATS: [FileType; 15] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -24,6 +24,7 @@ const FORMATS: [FileType; 14] = [
     FileType::Html,
     FileType::Hta,
     FileType::Lnk,
+    FileType::Ole2,
 ];
 
 fuzz_target!(|data: &[u8]| {

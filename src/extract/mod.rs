@@ -17,6 +17,7 @@ mod cpio;
 mod html;
 mod lnk;
 mod mail;
+mod ole;
 mod rtf;
 mod tar;
 mod uuencode;
@@ -221,6 +222,7 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Html
             | FileType::Hta
             | FileType::Lnk
+            | FileType::Ole2
     )
 }
 
@@ -253,6 +255,7 @@ pub fn extract(
         FileType::Rtf => rtf::extract(data, budget),
         FileType::Html | FileType::Hta => html::extract(data, budget),
         FileType::Lnk => lnk::extract(data, budget),
+        FileType::Ole2 => ole::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }
@@ -349,6 +352,13 @@ mod tests {
             (FileType::Rtf, rtf_with_package("x.exe", &[1u8; 80])),
             (FileType::Html, html_smuggling(&[2u8; 120])),
             (FileType::Lnk, lnk("C:\\Windows\\a.exe", "-x", "C:\\")),
+            (
+                FileType::Ole2,
+                ole_document(
+                    &[("M", "Attribute VB_Name = \"M\"\r\n")],
+                    Some(("a.exe", b"MZ")),
+                ),
+            ),
         ]
     }
 
@@ -360,7 +370,7 @@ mod tests {
         /// never more than the budget allows.
         #[test]
         fn mutated_containers_stay_within_the_budget(
-            which in 0usize..8,
+            which in 0usize..9,
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..24),
             cut in proptest::prelude::any::<usize>(),
         ) {
