@@ -38,3 +38,18 @@ rule Office_VBA_AutoExec_Source
     condition:
         uint32be(0) == 0x41747472 and any of them // "Attr": VBA source starts "Attribute VB_Name"
 }
+
+rule Office_Remote_Template
+{
+    meta:
+        description = "OOXML relationship that loads a template, OLE object or frame from outside the document (remote template injection)"
+        severity = "high"
+        score = 30
+        action = "quarantine"
+    strings:
+        // One <Relationship> element, attributes in either order.
+        $type_first = /<Relationship[^>]{0,800}\/(attachedTemplate|oleObject|subDocument|frame)"[^>]{0,800}TargetMode="External"/
+        $mode_first = /<Relationship[^>]{0,800}TargetMode="External"[^>]{0,800}\/(attachedTemplate|oleObject|subDocument|frame)"/
+    condition:
+        any of them
+}

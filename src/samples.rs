@@ -86,6 +86,25 @@ pub fn fake_lnk() -> Vec<u8> {
     lnk
 }
 
+/// A .docx whose settings relationships load its template from a URL
+/// (`external = true`), or from inside the package (`false`).
+pub fn docx_with_template(external: bool) -> Vec<u8> {
+    let rel = if external {
+        r#"<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate" Target="http://example.invalid/t.dotm" TargetMode="External"/>"#
+    } else {
+        r#"<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate" Target="templates/t.dotx"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://example.org/" TargetMode="External"/>"#
+    };
+    let rels = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rel}</Relationships>"#
+    );
+    zip(&[
+        ("[Content_Types].xml", b"<Types/>"),
+        ("word/document.xml", b"<w:document/>"),
+        ("word/settings.xml", b"<w:settings/>"),
+        ("word/_rels/settings.xml.rels", rels.as_bytes()),
+    ])
+}
+
 /// A Windows shortcut as Explorer writes one: LinkInfo with the target's
 /// local path, working directory and arguments as UTF-16 StringData, and
 /// an environment-variable block with the target under `%windir%`.
@@ -933,6 +952,7 @@ pub fn all() -> Vec<Sample> {
         sample("eicar_doc_package.eml", Mail, message("Report", "see report", &[attachment("application/msword", "report.doc", &ole_document(&[], Some(("eicar.com", &e))))]), Reject, &["EICAR_Test_File"], "EICAR as a Packager object inside a .doc"),
         sample("encrypted_docx.eml", Mail, message("Salary", "password in the next mail", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "salary.docx", &encrypted_office())]), Quarantine, &["ENCRYPTED"], "password-protected Word document"),
         sample("corrupt.doc", File, ole_document(&[], None)[..700].to_vec(), Quarantine, &["UNOPENABLE"], "compound file cut off after its header"),
+        sample("docx_remote_template.eml", Mail, message("Offer", "see the offer", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "offer.docx", &docx_with_template(true))]), Quarantine, &["Office_Remote_Template"], "a .docx that loads its template from a URL"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -63,6 +63,11 @@ fn each_rule_has_a_positive_and_a_negative() {
             ),
         ),
         (
+            "Office_Remote_Template",
+            ("offer.docx", docx_with_template(true)),
+            ("offer.docx", docx_with_template(false)),
+        ),
+        (
             "HTML_Smuggling_Blob",
             ("a.html", HTML_SMUGGLING.as_bytes().to_vec()),
             (
