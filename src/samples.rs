@@ -165,6 +165,51 @@ pub fn clean_pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n".to_vec()
 }
 
+/// A PDF with `file` as an embedded file (FlateDecode), and, when given,
+/// an object stream (FlateDecode) holding one more object with `hidden`
+/// in its dictionary: where /OpenAction or /JavaScript hide from a scan of
+/// the raw bytes.
+pub fn pdf_with(file: &[u8], hidden: Option<&str>) -> Vec<u8> {
+    use std::io::Write;
+    let deflate = |data: &[u8]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(data).expect("deflate to memory");
+        z.finish().expect("deflate to memory")
+    };
+    let mut pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    pdf.extend_from_slice(b"1 0 obj\n<</Type/Catalog/Pages 2 0 R/Names<</EmbeddedFiles<</Names[(attachment.bin) 4 0 R]>>>>>>\nendobj\n");
+    pdf.extend_from_slice(b"2 0 obj\n<</Type/Pages/Kids[3 0 R]/Count 1>>\nendobj\n");
+    pdf.extend_from_slice(b"3 0 obj\n<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>\nendobj\n");
+    pdf.extend_from_slice(
+        b"4 0 obj\n<</Type/Filespec/F(attachment.bin)/EF<</F 5 0 R>>>>\nendobj\n",
+    );
+    let packed = deflate(file);
+    pdf.extend_from_slice(
+        format!(
+            "5 0 obj\n<</Type/EmbeddedFile/Filter/FlateDecode/Length {}>>\nstream\n",
+            packed.len()
+        )
+        .as_bytes(),
+    );
+    pdf.extend_from_slice(&packed);
+    pdf.extend_from_slice(b"\nendstream\nendobj\n");
+    if let Some(hidden) = hidden {
+        let objects = format!("7 0 <</Type/Action/S/JavaScript/JS(app.alert(1)) {hidden}>>");
+        let packed = deflate(objects.as_bytes());
+        pdf.extend_from_slice(
+            format!(
+                "6 0 obj\n<</Type/ObjStm/N 1/First 4/Filter/FlateDecode/Length {}>>\nstream\r\n",
+                packed.len()
+            )
+            .as_bytes(),
+        );
+        pdf.extend_from_slice(&packed);
+        pdf.extend_from_slice(b"\r\nendstream\nendobj\n");
+    }
+    pdf.extend_from_slice(b"trailer\n<</Root 1 0 R>>\n%%EOF\n");
+    pdf
+}
+
 /// A 1x1 PNG.
 pub fn png() -> Vec<u8> {
     vec![
@@ -953,6 +998,8 @@ pub fn all() -> Vec<Sample> {
         sample("encrypted_docx.eml", Mail, message("Salary", "password in the next mail", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "salary.docx", &encrypted_office())]), Quarantine, &["ENCRYPTED"], "password-protected Word document"),
         sample("corrupt.doc", File, ole_document(&[], None)[..700].to_vec(), Quarantine, &["UNOPENABLE"], "compound file cut off after its header"),
         sample("docx_remote_template.eml", Mail, message("Offer", "see the offer", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "offer.docx", &docx_with_template(true))]), Quarantine, &["Office_Remote_Template"], "a .docx that loads its template from a URL"),
+        sample("eicar_pdf_attachment.eml", Mail, message("Statement", "your statement", &[attachment("application/pdf", "statement.pdf", &pdf_with(&zip(&[("eicar.com", &e)]), None))]), Reject, &["EICAR_Test_File"], "EICAR in a zip embedded in a PDF"),
+        sample("pdf_hidden_js.eml", Mail, message("Statement", "your statement", &[attachment("application/pdf", "statement.pdf", &pdf_with(b"just text", Some("/OpenAction 7 0 R /Launch")))]), Quarantine, &["PDF_Launch_Action", "PDF_JavaScript"], "PDF whose JavaScript and Launch action hide in a compressed object stream"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

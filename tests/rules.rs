@@ -68,6 +68,40 @@ fn each_rule_has_a_positive_and_a_negative() {
             ("offer.docx", docx_with_template(false)),
         ),
         (
+            "PDF_Launch_Action",
+            (
+                "a.pdf",
+                pdf_with(b"x", Some("/OpenAction<</S/Launch/F(cmd.exe)>>")),
+            ),
+            (
+                "b.pdf",
+                pdf_with(b"a file about /Launching a product", None),
+            ),
+        ),
+        (
+            "PDF_JavaScript",
+            ("a.pdf", pdf_with(b"x", Some(""))),
+            ("b.pdf", clean_pdf()),
+        ),
+        (
+            "PDF_OpenAction",
+            ("a.pdf", pdf_with(b"x", Some("/OpenAction 7 0 R"))),
+            ("b.pdf", clean_pdf()),
+        ),
+        (
+            "PDF_EmbeddedFile",
+            ("a.pdf", pdf_with(b"x", None)),
+            ("b.pdf", clean_pdf()),
+        ),
+        (
+            "PDF_URI",
+            (
+                "a.pdf",
+                pdf_with(b"x", Some("/A<</S/URI/URI(https://example.invalid/)>>")),
+            ),
+            ("b.txt", b"see /URI (not a pdf)".to_vec()),
+        ),
+        (
             "HTML_Smuggling_Blob",
             ("a.html", HTML_SMUGGLING.as_bytes().to_vec()),
             (

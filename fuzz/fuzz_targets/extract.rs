@@ -9,7 +9,7 @@ use portcullis::extract::{Budget, extract};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 15] = [
+const FORMATS: [FileType; 16] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -25,6 +25,7 @@ const FORMATS: [FileType; 15] = [
     FileType::Hta,
     FileType::Lnk,
     FileType::Ole2,
+    FileType::Pdf,
 ];
 
 fuzz_target!(|data: &[u8]| {

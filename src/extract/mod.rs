@@ -18,6 +18,7 @@ mod html;
 mod lnk;
 mod mail;
 mod ole;
+mod pdf;
 mod rtf;
 mod tar;
 mod uuencode;
@@ -223,6 +224,7 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Hta
             | FileType::Lnk
             | FileType::Ole2
+            | FileType::Pdf
     )
 }
 
@@ -256,6 +258,7 @@ pub fn extract(
         FileType::Html | FileType::Hta => html::extract(data, budget),
         FileType::Lnk => lnk::extract(data, budget),
         FileType::Ole2 => ole::extract(data, budget),
+        FileType::Pdf => pdf::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }
@@ -352,6 +355,7 @@ mod tests {
             (FileType::Rtf, rtf_with_package("x.exe", &[1u8; 80])),
             (FileType::Html, html_smuggling(&[2u8; 120])),
             (FileType::Lnk, lnk("C:\\Windows\\a.exe", "-x", "C:\\")),
+            (FileType::Pdf, pdf_with(&[3u8; 200], Some("/Launch"))),
             (
                 FileType::Ole2,
                 ole_document(
@@ -370,7 +374,7 @@ mod tests {
         /// never more than the budget allows.
         #[test]
         fn mutated_containers_stay_within_the_budget(
-            which in 0usize..9,
+            which in 0usize..10,
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..24),
             cut in proptest::prelude::any::<usize>(),
         ) {
