@@ -2,8 +2,7 @@
 //! long names (`//` table, `/N` references) and BSD ones (`#1/N`, name at
 //! the start of the data) are resolved; the symbol tables are skipped.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
+use super::{Budget, Child, ExtractError, Extracted, display_name};
 
 const FORMAT: &str = "ar";
 pub const MAGIC: &[u8] = b"!<arch>\n";
@@ -79,15 +78,12 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             let (bytes, stop) = budget
                 .read_capped(body, body.len().max(1) as u64)
                 .map_err(|e| ExtractError::malformed(FORMAT, e))?;
-            let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-            out.children.push(Child {
+            let child = Child {
                 name: Some(display_name(&name)),
                 data: bytes,
-                stopped: stop.map(Stop::Limit),
                 ..Default::default()
-            });
-            if halt {
-                out.stopped = stop;
+            };
+            if out.add(child, stop) {
                 break;
             }
         }
@@ -108,12 +104,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
-
-    fn budget() -> Budget {
-        Budget::new(Limits::default(), Instant::now())
-    }
+    use crate::extract::test_budget as budget;
 
     #[test]
     fn gnu_and_bsd_long_names_and_odd_sizes() {

@@ -4,8 +4,7 @@
 //! the archive. Sizes come from headers an attacker wrote, so every one is
 //! checked against the bytes actually there before anything is sliced.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
+use super::{Budget, Child, ExtractError, Extracted, display_name};
 
 const FORMAT: &str = "cpio";
 const TRAILER: &[u8] = b"TRAILER!!!";
@@ -124,15 +123,12 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             let (bytes, stop) = budget
                 .read_capped(body, len.max(1) as u64)
                 .map_err(|e| ExtractError::malformed(FORMAT, e))?;
-            let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-            out.children.push(Child {
+            let child = Child {
                 name: Some(display_name(&String::from_utf8_lossy(raw_name))),
                 data: bytes,
-                stopped: stop.map(Stop::Limit),
                 ..Default::default()
-            });
-            if halt {
-                out.stopped = stop;
+            };
+            if out.add(child, stop) {
                 break;
             }
         }
@@ -148,12 +144,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
-
-    fn budget() -> Budget {
-        Budget::new(Limits::default(), Instant::now())
-    }
+    use crate::extract::test_budget as budget;
 
     #[test]
     fn reads_newc_odc_and_binary() {

@@ -11,8 +11,7 @@
 //! decode to at least [`MIN_BLOB`] bytes. Decoding only shrinks its input,
 //! so the budget's per-object and total caps bound the output.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
+use super::{Budget, Child, ExtractError, Extracted, display_name};
 use base64::Engine as _;
 
 /// Smallest decoded blob worth an object.
@@ -198,16 +197,13 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             break;
         }
         let stop = budget.charge(&mut bytes);
-        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-        out.children.push(Child {
+        let child = Child {
             name: Some(display_name(&name)),
             declared_type: declared_type.filter(|t| !t.is_empty()),
             data: bytes,
-            stopped: stop.map(Stop::Limit),
             ..Default::default()
-        });
-        if halt {
-            out.stopped = stop;
+        };
+        if out.add(child, stop) {
             break;
         }
     }
@@ -218,12 +214,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
-
-    fn budget() -> Budget {
-        Budget::new(Limits::default(), Instant::now())
-    }
+    use crate::extract::test_budget as budget;
 
     #[test]
     fn data_uris_and_split_script_literals_become_objects() {

@@ -5,7 +5,7 @@
 //! (`arguments: -w hidden -enc …`) whatever the encoding and padding in
 //! the file.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop};
+use super::{Budget, Child, ExtractError, Extracted};
 
 const FORMAT: &str = "lnk";
 const HEADER: usize = 0x4c;
@@ -157,21 +157,20 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         .collect::<String>()
         .into_bytes();
     let stop = budget.charge(&mut text);
-    out.children.push(Child {
+    let child = Child {
         name: Some("shortcut.txt".into()),
         declared_type: Some("text/plain".into()),
         data: text,
-        stopped: stop.map(Stop::Limit),
         ..Default::default()
-    });
+    };
+    out.add(child, stop);
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
+    use crate::extract::test_budget;
 
     #[test]
     fn target_arguments_and_environment_block() {
@@ -192,7 +191,7 @@ mod tests {
             get("environment_target"),
             Some("%windir%\\System32\\WindowsPowerShell\\v1.0\\powershell.exe")
         );
-        let out = extract(&lnk, &mut Budget::new(Limits::default(), Instant::now())).unwrap();
+        let out = extract(&lnk, &mut test_budget()).unwrap();
         let text = String::from_utf8(out.children[0].data.clone()).unwrap();
         assert!(
             text.contains("arguments: -w hidden -enc SQBFAFgA\n"),
@@ -204,10 +203,7 @@ mod tests {
     fn truncated_and_lying_shortcuts_do_not_panic() {
         let lnk = crate::samples::lnk("C:\\a.exe", &"x".repeat(300), "C:\\");
         for cut in 0..lnk.len() {
-            let _ = extract(
-                &lnk[..cut],
-                &mut Budget::new(Limits::default(), Instant::now()),
-            );
+            let _ = extract(&lnk[..cut], &mut test_budget());
         }
         let mut lying = lnk.clone();
         lying[HEADER..HEADER + 4].copy_from_slice(&u32::MAX.to_le_bytes());

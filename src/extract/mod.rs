@@ -65,6 +65,27 @@ pub struct Extracted {
     pub scan_view: Option<Vec<u8>>,
 }
 
+impl Extracted {
+    /// Adds a child, cut short by `stop` if a limit did. True when that
+    /// limit ends the whole container (total bytes, time); it is then
+    /// recorded on the container too, and the caller stops.
+    pub fn add(&mut self, mut child: Child, stop: Option<LimitKind>) -> bool {
+        child.stopped = stop.map(Stop::Limit);
+        self.children.push(child);
+        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
+        if halt {
+            self.stopped = stop;
+        }
+        halt
+    }
+}
+
+/// A budget with the default limits, for unpackers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_budget() -> Budget {
+    Budget::new(Limits::default(), Instant::now())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExtractError {

@@ -13,7 +13,6 @@
 //! The container itself is scanned whole as well, by the pipeline.
 
 use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
 use std::io::Cursor;
 
 const FORMAT: &str = "ole2";
@@ -134,7 +133,6 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         let (bytes, stop) = budget
             .read_capped(stream, (*len).max(1))
             .map_err(|e| ExtractError::malformed(FORMAT, e))?;
-        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
         let in_vba = path
             .parent()
             .and_then(|p| p.file_name())
@@ -144,35 +142,33 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             && !name.starts_with("_VBA_PROJECT")
             && !name.starts_with("__SRP_");
         let cap = budget.limits.max_object_bytes as usize;
-        let child = if vba_module && let Some(mut src) = vba_source(&bytes, cap) {
+        let (child, stop) = if vba_module && let Some(mut src) = vba_source(&bytes, cap) {
             let stop = budget.charge(&mut src).or(stop);
-            Child {
+            let child = Child {
                 name: Some(format!("{label} [VBA source]")),
                 declared_type: Some("text/plain".into()),
                 data: src,
-                stopped: stop.map(Stop::Limit),
                 ..Default::default()
-            }
+            };
+            (child, stop)
         } else if name == "\u{1}Ole10Native"
             && let Some((file_name, file)) = bytes.get(4..).and_then(super::rtf::package)
         {
-            Child {
+            let child = Child {
                 name: Some(display_name(&file_name)),
                 data: file.to_vec(),
-                stopped: stop.map(Stop::Limit),
                 ..Default::default()
-            }
+            };
+            (child, stop)
         } else {
-            Child {
+            let child = Child {
                 name: Some(label),
                 data: bytes,
-                stopped: stop.map(Stop::Limit),
                 ..Default::default()
-            }
+            };
+            (child, stop)
         };
-        out.children.push(child);
-        if halt {
-            out.stopped = stop;
+        if out.add(child, stop) {
             break;
         }
     }
@@ -182,8 +178,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
+    use crate::extract::test_budget;
 
     #[test]
     fn decompresses_the_ms_ovba_example() {
@@ -222,7 +217,7 @@ mod tests {
             )],
             Some(("payload.exe", b"MZ harmless")),
         );
-        let out = extract(&doc, &mut Budget::new(Limits::default(), Instant::now())).unwrap();
+        let out = extract(&doc, &mut test_budget()).unwrap();
         let find = |n: &str| out.children.iter().find(|c| c.name.as_deref() == Some(n));
         let src = find("Macros/VBA/Module1 [VBA source]").expect("module source");
         assert!(String::from_utf8_lossy(&src.data).contains("Sub AutoOpen()"));
@@ -236,7 +231,7 @@ mod tests {
     #[test]
     fn encrypted_ooxml_is_reported_encrypted() {
         let doc = crate::samples::encrypted_office();
-        let out = extract(&doc, &mut Budget::new(Limits::default(), Instant::now())).unwrap();
+        let out = extract(&doc, &mut test_budget()).unwrap();
         assert!(
             out.children
                 .iter()

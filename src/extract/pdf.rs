@@ -16,7 +16,7 @@
 //! on `endstream`, else the next `endstream`. Filters: FlateDecode and
 //! ASCIIHexDecode, in chains; a stream with any other filter is skipped.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop};
+use super::{Budget, Child, ExtractError, Extracted};
 use crate::model::LimitKind;
 
 const FORMAT: &str = "pdf";
@@ -223,16 +223,13 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
                 format!("object-stream-{objstm}")
             }
         };
-        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-        out.children.push(Child {
+        let child = Child {
             name: Some(name),
             declared_type: (kind == Kind::ObjectStream).then(|| "application/x-pdf-objects".into()),
             data: bytes,
-            stopped: stop.map(Stop::Limit),
             ..Default::default()
-        });
-        if halt {
-            out.stopped = stop;
+        };
+        if out.add(child, stop) {
             break;
         }
     }
@@ -242,12 +239,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
-
-    fn budget() -> Budget {
-        Budget::new(Limits::default(), Instant::now())
-    }
+    use crate::extract::test_budget as budget;
 
     #[test]
     fn embedded_files_and_object_streams_are_decoded() {

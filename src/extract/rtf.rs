@@ -6,8 +6,7 @@
 //! `invoice.pdf.exe`. Anything that does not parse as OLE1 is passed on
 //! decoded, so YARA still sees it.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
+use super::{Budget, Child, ExtractError, Extracted, display_name};
 
 const FORMAT: &str = "rtf";
 const MARK: &[u8] = b"\\objdata";
@@ -150,16 +149,13 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             Some((class, native)) => (format!("object{n}"), ole_type(&class), native.to_vec()),
             None => (format!("objdata{n}"), None, decoded),
         };
-        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-        out.children.push(Child {
+        let child = Child {
             name: Some(display_name(&name)),
             declared_type,
             data: bytes,
-            stopped: stop.map(Stop::Limit),
             ..Default::default()
-        });
-        if halt {
-            out.stopped = stop;
+        };
+        if out.add(child, stop) {
             break;
         }
     }
@@ -169,12 +165,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use std::time::Instant;
-
-    fn budget() -> Budget {
-        Budget::new(Limits::default(), Instant::now())
-    }
+    use crate::extract::test_budget as budget;
 
     #[test]
     fn package_objects_give_the_file_and_its_name() {

@@ -2,8 +2,7 @@
 //! devices are names, never followed. The header's size field is read but the
 //! bytes come through the budget like any other.
 
-use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use crate::model::LimitKind;
+use super::{Budget, Child, ExtractError, Extracted, display_name};
 
 pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractError> {
     let mut archive = tar::Archive::new(data);
@@ -33,15 +32,12 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         let (bytes, stop) = budget
             .read_capped(entry, declared.max(1))
             .map_err(|e| ExtractError::malformed("tar", e))?;
-        let halt = matches!(stop, Some(LimitKind::TotalBytes | LimitKind::Time));
-        out.children.push(Child {
+        let child = Child {
             name: Some(name),
             data: bytes,
-            stopped: stop.map(Stop::Limit),
             ..Default::default()
-        });
-        if halt {
-            out.stopped = stop;
+        };
+        if out.add(child, stop) {
             break;
         }
     }
