@@ -1000,6 +1000,12 @@ pub fn all() -> Vec<Sample> {
         sample("docx_remote_template.eml", Mail, message("Offer", "see the offer", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "offer.docx", &docx_with_template(true))]), Quarantine, &["Office_Remote_Template"], "a .docx that loads its template from a URL"),
         sample("eicar_pdf_attachment.eml", Mail, message("Statement", "your statement", &[attachment("application/pdf", "statement.pdf", &pdf_with(&zip(&[("eicar.com", &e)]), None))]), Reject, &["EICAR_Test_File"], "EICAR in a zip embedded in a PDF"),
         sample("pdf_hidden_js.eml", Mail, message("Statement", "your statement", &[attachment("application/pdf", "statement.pdf", &pdf_with(b"just text", Some("/OpenAction 7 0 R /Launch")))]), Quarantine, &["PDF_Launch_Action", "PDF_JavaScript"], "PDF whose JavaScript and Launch action hide in a compressed object stream"),
+        sample("eicar_mbox_attachment.eml", Mail, {
+            let first = message("Old news", "nothing here", &[]);
+            let second = message("Old invoice", "see attachment", &[attachment("application/octet-stream", "eicar.com", &e)]);
+            let mbox = [b"From alice@example.org Mon Jan  1 00:00:00 2024\n".as_slice(), &to_lf(&first), b"\nFrom bob@example.org Tue Jan  2 00:00:00 2024\n", &to_lf(&second)].concat();
+            message("Archive", "the archive you asked for", &[attachment("application/mbox", "archive.mbox", &mbox)])
+        }, Reject, &["EICAR_Test_File"], "EICAR attached to the second message of an mbox that is itself an attachment"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -9,7 +9,7 @@ use portcullis::extract::{Budget, extract};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 16] = [
+const FORMATS: [FileType; 17] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -26,6 +26,7 @@ const FORMATS: [FileType; 16] = [
     FileType::Lnk,
     FileType::Ole2,
     FileType::Pdf,
+    FileType::Mbox,
 ];
 
 fuzz_target!(|data: &[u8]| {

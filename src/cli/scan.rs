@@ -370,51 +370,38 @@ fn split_mbox(path: &Path, label: &str, send: &mut dyn FnMut(Input) -> bool) -> 
         }
     };
     let mut reader = BufReader::new(file);
-    let mut current: Vec<u8> = Vec::new();
+    let mut splitter = crate::extract::mbox::Splitter::new();
     let mut count = 0usize;
     let mut line = Vec::new();
-    let mut previous_blank = true;
+    let mut emit = |raw: Vec<u8>, count: &mut usize| {
+        *count += 1;
+        send(Input {
+            label: format!("{label}:{count}"),
+            submission: Ok(Submission::mail(raw)),
+        })
+    };
     loop {
         line.clear();
-        let n = match reader.read_until(b'\n', &mut line) {
-            Ok(n) => n,
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => {
+                return match splitter.finish() {
+                    Some(raw) => emit(raw, &mut count),
+                    None => true,
+                };
+            }
+            Ok(_) => {
+                if let Some(raw) = splitter.line(&line)
+                    && !emit(raw, &mut count)
+                {
+                    return false;
+                }
+            }
             Err(e) => {
                 return send(Input {
                     label: format!("{label}:{}", count + 1),
                     submission: Err(e.to_string()),
                 });
             }
-        };
-        let separator = n > 0 && previous_blank && line.starts_with(b"From ");
-        if n == 0 || separator {
-            if !current.is_empty() {
-                count += 1;
-                let raw = std::mem::take(&mut current);
-                if !send(Input {
-                    label: format!("{label}:{count}"),
-                    submission: Ok(Submission::mail(raw)),
-                }) {
-                    return false;
-                }
-            }
-            if n == 0 {
-                return true;
-            }
-            previous_blank = false;
-            continue;
-        }
-        previous_blank = line == b"\n" || line == b"\r\n";
-        // mboxrd: ">From " lines were escaped on the way in.
-        if line.starts_with(b">")
-            && line
-                .iter()
-                .skip_while(|&&b| b == b'>')
-                .take(5)
-                .eq(b"From ".iter())
-        {
-            current.extend_from_slice(&line[1..]);
-        } else {
-            current.extend_from_slice(&line);
         }
     }
 }

@@ -17,6 +17,7 @@ mod cpio;
 mod html;
 mod lnk;
 mod mail;
+pub mod mbox;
 mod ole;
 mod pdf;
 mod rtf;
@@ -246,6 +247,7 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Lnk
             | FileType::Ole2
             | FileType::Pdf
+            | FileType::Mbox
     )
 }
 
@@ -280,6 +282,7 @@ pub fn extract(
         FileType::Lnk => lnk::extract(data, budget),
         FileType::Ole2 => ole::extract(data, budget),
         FileType::Pdf => pdf::extract(data, budget),
+        FileType::Mbox => mbox::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileType {
     Mail,
+    /// Messages in a row, each after a `From ` line.
+    Mbox,
     Zip,
     /// A zip with `[Content_Types].xml`: docx, xlsx, pptx and their macro forms.
     Ooxml,
@@ -67,6 +69,7 @@ impl FileType {
     pub fn label(&self) -> &'static str {
         match self {
             FileType::Mail => "message/rfc822",
+            FileType::Mbox => "application/mbox",
             FileType::Zip => "application/zip",
             FileType::Ooxml => "application/vnd.openxmlformats-officedocument",
             FileType::Gzip => "application/gzip",
@@ -125,7 +128,7 @@ impl FileType {
             FileType::Iso => Category::DiskImage,
             FileType::Ooxml | FileType::Ole2 | FileType::Pdf | FileType::Rtf => Category::Document,
             FileType::Html | FileType::Text => Category::Text,
-            FileType::Mail => Category::Mail,
+            FileType::Mail | FileType::Mbox => Category::Mail,
             FileType::Other(mime) => {
                 if mime.starts_with("image/") {
                     Category::Image
@@ -324,7 +327,12 @@ fn detect_text(head: &[u8]) -> Option<FileType> {
         });
     }
     if looks_like_mail(trimmed) {
-        return Some(FileType::Mail);
+        // An mbox starts with its separator line; a message does not.
+        return Some(if trimmed.starts_with("From ") {
+            FileType::Mbox
+        } else {
+            FileType::Mail
+        });
     }
     if lower.contains("<hta:application") {
         return Some(FileType::Hta);
