@@ -210,6 +210,35 @@ pub fn pdf_with(file: &[u8], hidden: Option<&str>) -> Vec<u8> {
     pdf
 }
 
+/// A TNEF stream (winmail.dat) carrying `files`: a message class, then per
+/// file attAttachRendData, attAttachTitle and attAttachData.
+pub fn tnef(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = crate::extract::TNEF_SIGNATURE.to_vec();
+    out.extend_from_slice(&0x1234u16.to_le_bytes());
+    let attr = |out: &mut Vec<u8>, level: u8, id: u32, value: &[u8]| {
+        out.push(level);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        let sum = value
+            .iter()
+            .fold(0u16, |a, &b| a.wrapping_add(u16::from(b)));
+        out.extend_from_slice(&sum.to_le_bytes());
+    };
+    attr(&mut out, 1, 0x0007_8008, b"IPM.Microsoft Mail.Note\0");
+    for (name, data) in files {
+        attr(
+            &mut out,
+            2,
+            0x0006_9002,
+            &[1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        attr(&mut out, 2, 0x0001_8010, &[name.as_bytes(), b"\0"].concat());
+        attr(&mut out, 2, 0x0006_800f, data);
+    }
+    out
+}
+
 /// A 1x1 PNG.
 pub fn png() -> Vec<u8> {
     vec![
@@ -1006,6 +1035,7 @@ pub fn all() -> Vec<Sample> {
             let mbox = [b"From alice@example.org Mon Jan  1 00:00:00 2024\n".as_slice(), &to_lf(&first), b"\nFrom bob@example.org Tue Jan  2 00:00:00 2024\n", &to_lf(&second)].concat();
             message("Archive", "the archive you asked for", &[attachment("application/mbox", "archive.mbox", &mbox)])
         }, Reject, &["EICAR_Test_File"], "EICAR attached to the second message of an mbox that is itself an attachment"),
+        sample("eicar_winmail_dat.eml", Mail, message("Outlook", "see attachments", &[attachment("application/ms-tnef", "winmail.dat", &tnef(&[("NOTES.TXT", b"meeting notes"), ("EICAR.COM", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR inside an Outlook winmail.dat (TNEF)"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -9,7 +9,7 @@ use portcullis::extract::{Budget, extract};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 17] = [
+const FORMATS: [FileType; 18] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -27,6 +27,7 @@ const FORMATS: [FileType; 17] = [
     FileType::Ole2,
     FileType::Pdf,
     FileType::Mbox,
+    FileType::Tnef,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -22,10 +22,12 @@ mod ole;
 mod pdf;
 mod rtf;
 mod tar;
+mod tnef;
 mod uuencode;
 mod zip;
 
 pub use ar::MAGIC as AR_MAGIC;
+pub use tnef::SIGNATURE as TNEF_SIGNATURE;
 pub use uuencode::encode as uuencode_encode;
 
 use crate::config::Limits;
@@ -248,6 +250,7 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Ole2
             | FileType::Pdf
             | FileType::Mbox
+            | FileType::Tnef
     )
 }
 
@@ -283,6 +286,7 @@ pub fn extract(
         FileType::Ole2 => ole::extract(data, budget),
         FileType::Pdf => pdf::extract(data, budget),
         FileType::Mbox => mbox::extract(data, budget),
+        FileType::Tnef => tnef::extract(data, budget),
         FileType::Gzip | FileType::Bzip2 | FileType::Xz | FileType::Zstd => {
             compress::extract(t, data, name, budget)
         }
@@ -380,6 +384,7 @@ mod tests {
             (FileType::Html, html_smuggling(&[2u8; 120])),
             (FileType::Lnk, lnk("C:\\Windows\\a.exe", "-x", "C:\\")),
             (FileType::Pdf, pdf_with(&[3u8; 200], Some("/Launch"))),
+            (FileType::Tnef, tnef(&[("A.TXT", b"abc"), ("B.EXE", b"MZ")])),
             (
                 FileType::Ole2,
                 ole_document(
@@ -398,7 +403,7 @@ mod tests {
         /// never more than the budget allows.
         #[test]
         fn mutated_containers_stay_within_the_budget(
-            which in 0usize..10,
+            which in 0usize..11,
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..24),
             cut in proptest::prelude::any::<usize>(),
         ) {

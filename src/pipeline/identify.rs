@@ -23,6 +23,8 @@ pub enum FileType {
     Zstd,
     Tar,
     Cpio,
+    /// Outlook's winmail.dat.
+    Tnef,
     /// Unix ar: static libraries, Debian packages.
     Ar,
     SevenZip,
@@ -78,6 +80,7 @@ impl FileType {
             FileType::Zstd => "application/zstd",
             FileType::Tar => "application/x-tar",
             FileType::Cpio => "application/x-cpio",
+            FileType::Tnef => "application/ms-tnef",
             FileType::Ar => "application/x-archive",
             FileType::SevenZip => "application/x-7z-compressed",
             FileType::Rar => "application/vnd.rar",
@@ -121,6 +124,7 @@ impl FileType {
             | FileType::Zstd
             | FileType::Tar
             | FileType::Cpio
+            | FileType::Tnef
             | FileType::Ar
             | FileType::SevenZip
             | FileType::Rar
@@ -289,6 +293,9 @@ fn detect_binary(data: &[u8]) -> Option<FileType> {
         if n >= 2 && data.get(26 + n - 1) == Some(&0) && !data[26..26 + n - 1].contains(&0) {
             return Some(FileType::Cpio);
         }
+    }
+    if at(0, &crate::extract::TNEF_SIGNATURE) {
+        return Some(FileType::Tnef);
     }
     if at(0, crate::extract::AR_MAGIC) {
         return Some(FileType::Ar);
