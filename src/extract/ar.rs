@@ -116,16 +116,8 @@ mod tests {
         ];
         for archive in [crate::samples::ar_gnu(files), crate::samples::ar_bsd(files)] {
             let out = extract(&archive, &mut budget()).unwrap();
-            let got: Vec<(String, Vec<u8>)> = out
-                .children
-                .into_iter()
-                .map(|c| (c.name.unwrap(), c.data))
-                .collect();
-            let want: Vec<(String, Vec<u8>)> = files
-                .iter()
-                .map(|(n, d)| (n.to_string(), d.to_vec()))
-                .collect();
-            assert_eq!(got, want);
+            let got = crate::extract::named(out);
+            assert_eq!(got, crate::extract::owned(files));
         }
     }
 

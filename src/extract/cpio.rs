@@ -156,18 +156,8 @@ mod tests {
             crate::samples::cpio_binary(files, false),
         ] {
             let out = extract(&archive, &mut budget()).unwrap();
-            let got: Vec<(String, Vec<u8>)> = out
-                .children
-                .into_iter()
-                .map(|c| (c.name.unwrap(), c.data))
-                .collect();
-            assert_eq!(
-                got,
-                vec![
-                    ("a/readme.txt".to_string(), b"hello".to_vec()),
-                    ("b.bin".to_string(), b"\x00\x01\x02".to_vec())
-                ]
-            );
+            let got = crate::extract::named(out);
+            assert_eq!(got, crate::extract::owned(files));
         }
     }
 

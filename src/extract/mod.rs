@@ -89,6 +89,24 @@ pub(crate) fn test_budget() -> Budget {
     Budget::new(Limits::default(), Instant::now())
 }
 
+/// Children as (name, bytes), for unpackers' unit tests.
+#[cfg(test)]
+pub(crate) fn named(out: Extracted) -> Vec<(String, Vec<u8>)> {
+    out.children
+        .into_iter()
+        .map(|c| (c.name.unwrap_or_default(), c.data))
+        .collect()
+}
+
+/// `(name, bytes)` pairs as owned values, to compare with [`named`].
+#[cfg(test)]
+pub(crate) fn owned(files: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    files
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_vec()))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExtractError {

@@ -94,20 +94,11 @@ mod tests {
 
     #[test]
     fn attachments_come_out_with_their_titles() {
-        let tnef = crate::samples::tnef(&[("REPORT.PDF", b"%PDF-1.4 tiny"), ("SETUP.EXE", b"MZ")]);
+        let files: &[(&str, &[u8])] = &[("REPORT.PDF", b"%PDF-1.4 tiny"), ("SETUP.EXE", b"MZ")];
+        let tnef = crate::samples::tnef(files);
         let out = extract(&tnef, &mut budget()).unwrap();
-        let got: Vec<(String, Vec<u8>)> = out
-            .children
-            .into_iter()
-            .map(|c| (c.name.unwrap(), c.data))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("REPORT.PDF".to_string(), b"%PDF-1.4 tiny".to_vec()),
-                ("SETUP.EXE".to_string(), b"MZ".to_vec())
-            ]
-        );
+        let got = crate::extract::named(out);
+        assert_eq!(got, crate::extract::owned(files));
     }
 
     #[test]
