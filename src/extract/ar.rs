@@ -21,8 +21,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     let mut at = MAGIC.len();
     let mut headers = 0usize;
     while at + HEADER <= data.len() {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let h = &data[at..at + HEADER];

@@ -87,8 +87,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     let mut at = 0usize;
     let mut entries = 0usize;
     while at < data.len() {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let rest = &data[at..];

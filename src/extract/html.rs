@@ -188,22 +188,20 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     );
     // One blob can be both (a data: URI inside a string literal).
     let mut seen = std::collections::HashSet::new();
-    for (name, declared_type, mut bytes) in found {
+    for (name, declared_type, bytes) in found {
         if !seen.insert(bytes.clone()) {
             continue;
         }
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
-        let stop = budget.charge(&mut bytes);
         let child = Child {
             name: Some(display_name(&name)),
             declared_type: declared_type.filter(|t| !t.is_empty()),
             data: bytes,
             ..Default::default()
         };
-        if out.add(child, stop) {
+        if out.add_charged(budget, child) {
             break;
         }
     }

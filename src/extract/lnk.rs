@@ -151,19 +151,18 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     if found.is_empty() {
         return Ok(out);
     }
-    let mut text: Vec<u8> = found
+    let text: Vec<u8> = found
         .iter()
         .map(|(k, v)| format!("{k}: {}\n", v.replace(['\r', '\n'], " ")))
         .collect::<String>()
         .into_bytes();
-    let stop = budget.charge(&mut text);
     let child = Child {
         name: Some("shortcut.txt".into()),
         declared_type: Some("text/plain".into()),
         data: text,
         ..Default::default()
     };
-    out.add(child, stop);
+    out.add_charged(budget, child);
     Ok(out)
 }
 

@@ -27,8 +27,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     let mut out = Extracted::default();
     let mut sloppy: Vec<String> = Vec::new();
     for (index, part) in message.parts.iter().enumerate() {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         if part.is_encoding_problem {

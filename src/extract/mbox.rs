@@ -58,13 +58,11 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         }
     }
     messages.extend(splitter.finish());
-    for (i, mut message) in messages.into_iter().enumerate() {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+    for (i, message) in messages.into_iter().enumerate() {
+        if !out.room(budget) {
             break;
         }
         // Splitting copies, it does not expand: the caps still hold.
-        let stop = budget.charge(&mut message);
         let child = Child {
             name: Some(format!("message-{}", i + 1)),
             declared_type: Some("message/rfc822".into()),
@@ -72,7 +70,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             is_mail: true,
             ..Default::default()
         };
-        if out.add(child, stop) {
+        if out.add_charged(budget, child) {
             break;
         }
     }

@@ -69,6 +69,26 @@ pub struct Extracted {
 }
 
 impl Extracted {
+    /// Asked before each entry: false, with the limit recorded on the
+    /// container, when the budget allows no further object.
+    pub fn room(&mut self, budget: &Budget) -> bool {
+        match budget.before_entry(self.children.len()) {
+            Some(kind) => {
+                self.stopped = Some(kind);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Adds a child whose bytes were decoded in memory (no reader to cap
+    /// as it reads): the caps are applied to them first. True when the
+    /// container must stop, as for [`add`](Self::add).
+    pub fn add_charged(&mut self, budget: &mut Budget, mut child: Child) -> bool {
+        let stop = budget.charge(&mut child.data);
+        self.add(child, stop)
+    }
+
     /// Adds a child, cut short by `stop` if a limit did. True when that
     /// limit ends the whole container (total bytes, time); it is then
     /// recorded on the container too, and the caller stops.

@@ -109,8 +109,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     };
     let encrypted = has("EncryptionInfo") && has("EncryptedPackage");
     for (path, len) in &streams {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let label = display_name(path.to_string_lossy().trim_start_matches('/'));

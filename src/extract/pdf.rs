@@ -206,8 +206,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             .unwrap_or(data.len());
         from = end.max(from);
         let Some(kind) = dict.kind else { continue };
-        if let Some(limit) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(limit);
+        if !out.room(budget) {
             break;
         }
         let Some((bytes, stop)) = decode(&data[start..end], &dict.filters, budget) else {

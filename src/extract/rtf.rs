@@ -123,8 +123,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     let mut out = Extracted::default();
     let mut from = 0;
     while let Some(pos) = memchr::memmem::find(&data[from..], MARK) {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let start = from + pos + MARK.len();

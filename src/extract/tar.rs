@@ -11,8 +11,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         .map_err(|e| ExtractError::malformed("tar", e))?;
     let mut out = Extracted::default();
     for entry in entries {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let entry = match entry {

@@ -67,12 +67,10 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         at = start + len + 2;
     }
     for (i, p) in pending.into_iter().enumerate() {
-        let Some(mut bytes) = p.data else { continue };
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        let Some(bytes) = p.data else { continue };
+        if !out.room(budget) {
             break;
         }
-        let stop = budget.charge(&mut bytes);
         let child = Child {
             name: Some(display_name(
                 &p.name.unwrap_or_else(|| format!("attachment-{}", i + 1)),
@@ -80,7 +78,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             data: bytes,
             ..Default::default()
         };
-        if out.add(child, stop) {
+        if out.add_charged(budget, child) {
             break;
         }
     }

@@ -34,8 +34,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     }
 
     for i in 0..archive.len() {
-        if let Some(kind) = budget.before_entry(out.children.len()) {
-            out.stopped = Some(kind);
+        if !out.room(budget) {
             break;
         }
         let (name, encrypted, is_dir, compressed) = match archive.by_index_raw(i) {
