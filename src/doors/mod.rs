@@ -95,7 +95,11 @@ pub struct Checked {
 pub enum Intake {
     Body(crate::http::body::Received),
     /// Larger than `server.max_body_bytes`: answered by policy, unread.
-    Oversize,
+    /// `declared` is the Content-Length (0 when the body was chunked),
+    /// the size the verdict is reported with.
+    Oversize {
+        declared: u64,
+    },
 }
 
 /// Reads a request body, mapping the body errors every door shares. With
@@ -116,7 +120,9 @@ pub async fn read_body(
     }
     match crate::http::body::read(gw, headers, body).await {
         Ok(b) => Ok(Intake::Body(b)),
-        Err(BodyError::TooLarge { .. }) => Ok(Intake::Oversize),
+        Err(BodyError::TooLarge { .. }) => Ok(Intake::Oversize {
+            declared: crate::http::body::declared_length(headers).unwrap_or(0),
+        }),
         Err(e) => {
             let err = match e {
                 BodyError::Busy => DoorError::Overloaded,
@@ -394,16 +400,6 @@ pub fn oversize(
         report,
         quarantine_id: None,
     }
-}
-
-/// The Content-Length a client declared (0 when it did not): the size an
-/// unread oversize message is reported with.
-pub fn declared_length(headers: &axum::http::HeaderMap) -> u64 {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The bytes as the shared `Arc<[u8]>` a submission holds. That is a copy;

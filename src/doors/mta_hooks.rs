@@ -261,13 +261,13 @@ pub async fn hook(
     }
     let received = match super::read_body(&gw, door, &headers, body, false).await {
         Err(e) => return door_error(&e),
-        Ok(Intake::Oversize) => {
+        Ok(Intake::Oversize { declared }) => {
             let c = super::oversize(
                 &gw,
                 door,
                 &live,
                 &crate::model::Envelope::default(),
-                super::declared_length(&headers),
+                declared,
             );
             return Json(response(&c, &[])).into_response();
         }

@@ -221,13 +221,7 @@ pub async fn check(
     let envelope = envelope(&query, &headers);
     let checked = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
-        Ok(Intake::Oversize) => super::oversize(
-            &gw,
-            door,
-            &live,
-            &envelope,
-            super::declared_length(&headers),
-        ),
+        Ok(Intake::Oversize { declared }) => super::oversize(&gw, door, &live, &envelope, declared),
         Ok(Intake::Body(received)) => {
             let raw = match super::shared(received.data).await {
                 Ok(r) => r,
@@ -273,7 +267,7 @@ pub async fn scan(
         .filter(|n| !n.is_empty());
     match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => door_error(&e),
-        Ok(Intake::Oversize) => {
+        Ok(Intake::Oversize { .. }) => {
             gw.metrics.refused(door, "oversize");
             error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -241,14 +241,8 @@ pub async fn dispatch(
 
     let (checked, compressed, raw) = match super::read_body(&gw, door, &headers, body, true).await {
         Err(e) => return door_error(&e),
-        Ok(Intake::Oversize) => (
-            super::oversize(
-                &gw,
-                door,
-                &live,
-                &envelope,
-                super::declared_length(&headers),
-            ),
+        Ok(Intake::Oversize { declared }) => (
+            super::oversize(&gw, door, &live, &envelope, declared),
             false,
             None,
         ),

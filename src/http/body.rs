@@ -83,7 +83,8 @@ fn zstd_requested(headers: &HeaderMap) -> Result<bool, BodyError> {
     Ok(zstd)
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+/// The Content-Length a client declared, if it declared one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
