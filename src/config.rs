@@ -561,10 +561,8 @@ pub struct WebhookConfig {
     pub url: String,
     /// HMAC keys; the first signs, all are sent during a rotation.
     pub secrets: Vec<Vec<u8>>,
-    /// Only events with one of these actions (empty: all).
-    pub actions: Vec<Action>,
-    /// Only events scoring at least this.
-    pub min_score: Option<i32>,
+    /// Which events it gets.
+    pub filter: EventFilter,
     pub timeout: Duration,
     /// Longest wait between two attempts of one event.
     pub max_backoff: Duration,
@@ -579,8 +577,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("name", &self.name)
             .field("url", &self.url)
             .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
-            .field("actions", &self.actions)
-            .field("min_score", &self.min_score)
+            .field("filter", &self.filter)
             .field("timeout", &self.timeout)
             .field("max_backoff", &self.max_backoff)
             .field("github_signature", &self.github_signature)
@@ -588,14 +585,20 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
-impl WebhookConfig {
+/// Which events a consumer wants: a webhook's `actions` and `min_score`,
+/// and the same query parameters of the pull API and the stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// Only events with one of these actions (empty: all).
+    pub actions: Vec<Action>,
+    /// Only events scoring at least this.
+    pub min_score: Option<i64>,
+}
+
+impl EventFilter {
     pub fn wants(&self, action: Option<Action>, score: Option<i64>) -> bool {
-        let action_ok =
-            self.actions.is_empty() || action.is_some_and(|a| self.actions.contains(&a));
-        let score_ok = self
-            .min_score
-            .is_none_or(|min| score.is_some_and(|s| s >= i64::from(min)));
-        action_ok && score_ok
+        (self.actions.is_empty() || action.is_some_and(|a| self.actions.contains(&a)))
+            && self.min_score.is_none_or(|m| score.is_some_and(|s| s >= m))
     }
 }
 
@@ -1514,8 +1517,10 @@ fn validate_webhooks(raw: Vec<RawWebhook>) -> Result<Vec<WebhookConfig>, ConfigE
             name: w.name,
             url: w.url,
             secrets,
-            actions,
-            min_score: w.min_score,
+            filter: EventFilter {
+                actions,
+                min_score: w.min_score.map(i64::from),
+            },
             timeout,
             max_backoff,
             github_signature: w.github_signature,
@@ -1550,9 +1555,9 @@ mod tests {
         let w = &ok.webhooks[0];
         assert_eq!(w.secrets[0].len(), 24, "whsec_ is base64");
         assert_eq!(w.secrets[1], b"a-plain-secret-of-24-bytes");
-        assert!(w.wants(Some(Action::Quarantine), Some(5)));
-        assert!(!w.wants(Some(Action::Quarantine), Some(4)));
-        assert!(!w.wants(Some(Action::Accept), Some(50)));
+        assert!(w.filter.wants(Some(Action::Quarantine), Some(5)));
+        assert!(!w.filter.wants(Some(Action::Quarantine), Some(4)));
+        assert!(!w.filter.wants(Some(Action::Accept), Some(50)));
         assert!(
             !format!("{w:?}").contains("plain"),
             "secrets stay out of logs"

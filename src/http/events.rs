@@ -10,8 +10,9 @@
 use super::Gateway;
 use super::auth;
 use super::quarantine::ApiError;
+use crate::config::EventFilter;
 use crate::config::Role;
-use crate::publish::events::Filter;
+use crate::model::Action;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -35,7 +36,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
 struct Params {
     after: Option<i64>,
     limit: i64,
-    filter: Filter,
+    filter: EventFilter,
 }
 
 fn params(raw: Option<&str>) -> Result<Params, String> {
@@ -61,7 +62,12 @@ fn params(raw: Option<&str>) -> Result<Params, String> {
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
                     .ok_or_else(|| format!("limit: expected 1 to {MAX_LIMIT}"))?
             }
-            "action" => actions.push(v.to_string()),
+            // `action=quarantine,reject`, repeatable.
+            "action" => {
+                for a in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                    actions.push(Action::parse(a).ok_or_else(|| format!("unknown action {a:?}"))?);
+                }
+            }
             "min_score" => {
                 min_score = Some(
                     v.parse::<i64>()
@@ -74,7 +80,7 @@ fn params(raw: Option<&str>) -> Result<Params, String> {
     Ok(Params {
         after,
         limit,
-        filter: Filter::parse(&actions, min_score)?,
+        filter: EventFilter { actions, min_score },
     })
 }
 
@@ -241,8 +247,8 @@ async fn webhooks(
             serde_json::json!({
                 "name": w.name,
                 "url": w.url,
-                "actions": w.actions,
-                "min_score": w.min_score,
+                "actions": w.filter.actions,
+                "min_score": w.filter.min_score,
                 "delivered_seq": c.map(|c| c.delivered_seq),
                 "lag": c.map(|c| (head - c.delivered_seq).max(0)),
                 "attempts": c.map_or(0, |c| c.attempts),

@@ -379,32 +379,3 @@ pub async fn writer(
         }
     }
 }
-
-/// Which events a consumer wants (pull and stream query parameters).
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub actions: Vec<Action>,
-    pub min_score: Option<i64>,
-}
-
-impl Filter {
-    pub fn wants(&self, action: Option<Action>, score: Option<i64>) -> bool {
-        (self.actions.is_empty() || action.is_some_and(|a| self.actions.contains(&a)))
-            && self.min_score.is_none_or(|m| score.is_some_and(|s| s >= m))
-    }
-
-    /// `action=quarantine,reject` (repeatable) and `min_score=N`.
-    pub fn parse(actions: &[String], min_score: Option<i64>) -> Result<Filter, String> {
-        let mut out = Vec::new();
-        for a in actions.iter().flat_map(|a| a.split(',')) {
-            if a.trim().is_empty() {
-                continue;
-            }
-            out.push(Action::parse(a).ok_or_else(|| format!("unknown action {a:?}"))?);
-        }
-        Ok(Filter {
-            actions: out,
-            min_score,
-        })
-    }
-}

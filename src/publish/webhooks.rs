@@ -279,7 +279,7 @@ async fn deliver(gw: Arc<Gateway>, w: WebhookConfig, mut stop: watch::Receiver<b
         let mut at = cursor.delivered_seq;
         let mut skipped_to = at;
         for event in &page {
-            if !w.wants(event.action(), event.score) {
+            if !w.filter.wants(event.action(), event.score) {
                 skipped_to = event.seq;
                 continue;
             }
