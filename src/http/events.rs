@@ -13,6 +13,7 @@ use super::quarantine::ApiError;
 use crate::config::EventFilter;
 use crate::config::Role;
 use crate::model::Action;
+use crate::publish::events::POLL;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,8 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const MAX_LIMIT: i64 = 1000;
-/// How often a stream looks for other nodes' events without a local wake-up.
-const POLL: Duration = Duration::from_secs(1);
 
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()

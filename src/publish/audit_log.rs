@@ -280,7 +280,7 @@ pub async fn run(gw: Arc<Gateway>, path: PathBuf, mut flush: watch::Receiver<boo
         }
         tokio::select! {
             _ = wake.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(super::events::POLL) => {}
             _ = flush.changed() => last_round = true,
         }
     }

@@ -29,6 +29,10 @@ pub const EVENT_SCHEMA: &str = "portcullis.event.v1";
 /// Most events one transaction writes.
 const BATCH: usize = 256;
 
+/// How often readers (stream, webhooks, audit log) look for events without
+/// a wake-up: other nodes' events wake nobody here.
+pub const POLL: Duration = Duration::from_secs(1);
+
 /// The event for one verdict (docs/schemas/event.v1.json). `seq` is not
 /// here: the database assigns it and readers put it first.
 #[derive(Serialize)]
@@ -250,39 +254,43 @@ impl Events {
             self.write_errors.load(Relaxed),
         );
         let w = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
-        let names: Vec<&str> = configured.iter().map(|c| c.name.as_str()).collect();
-        for (metric, kind, help) in [
+        type Series = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&WebhookStat) -> i64,
+        );
+        let series: [Series; 4] = [
             (
                 "portcullis_webhook_deliveries_total",
                 "counter",
                 "Events a webhook receiver accepted (2xx), by webhook.",
+                |s| s.delivered as i64,
             ),
             (
                 "portcullis_webhook_failures_total",
                 "counter",
                 "Failed webhook attempts (retried), by webhook.",
+                |s| s.failed as i64,
             ),
             (
                 "portcullis_webhook_lag_events",
                 "gauge",
                 "Events not yet delivered to a webhook.",
+                |s| s.lag,
             ),
             (
                 "portcullis_webhook_attempts",
                 "gauge",
                 "Consecutive failed attempts of the event a webhook is stuck on.",
+                |s| s.attempts,
             ),
-        ] {
+        ];
+        for (metric, kind, help, value) in series {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for name in &names {
-                let s = w.get(*name).cloned().unwrap_or_default();
-                let value = match metric {
-                    "portcullis_webhook_deliveries_total" => s.delivered as i64,
-                    "portcullis_webhook_failures_total" => s.failed as i64,
-                    "portcullis_webhook_lag_events" => s.lag,
-                    _ => s.attempts,
-                };
-                let _ = writeln!(out, "{metric}{{webhook=\"{name}\"}} {value}");
+            for c in configured {
+                let s = w.get(&c.name).cloned().unwrap_or_default();
+                let _ = writeln!(out, "{metric}{{webhook=\"{}\"}} {}", c.name, value(&s));
             }
         }
     }

@@ -12,7 +12,7 @@
 //! once per node; when a node dies mid-request its successor may send that
 //! event again, which is why receivers deduplicate on `webhook-id`.
 
-use super::events::Events;
+use super::events::{Events, POLL};
 use crate::config::WebhookConfig;
 use crate::http::Gateway;
 use crate::store::events::StoredEvent;
@@ -26,8 +26,6 @@ use tokio::sync::watch;
 
 /// Events read from the table per round.
 const PAGE: i64 = 100;
-/// How often other nodes' events are looked for without a local wake-up.
-const POLL: Duration = Duration::from_secs(1);
 
 /// `webhook-signature` for one attempt: `v1,<base64 HMAC-SHA256>` per key,
 /// space separated, over `{id}.{timestamp}.{body}`.
@@ -123,25 +121,19 @@ enum Attempt {
     },
 }
 
-async fn post(
-    client: &reqwest::Client,
-    w: &WebhookConfig,
-    event: &StoredEvent,
-    body: &str,
-) -> Attempt {
-    let id = event_id(&event.body);
+async fn post(client: &reqwest::Client, w: &WebhookConfig, event: &StoredEvent) -> Attempt {
+    let body = event.json();
     let timestamp = crate::release::unix_now() as i64;
     let mut req = client
         .post(&w.url)
         .header("content-type", "application/json")
-        .header("webhook-id", id.as_str())
+        .header("webhook-id", event.id.as_str())
         .header("webhook-timestamp", timestamp.to_string())
         .header(
             "webhook-signature",
-            sign(&w.secrets, &id, timestamp, body.as_bytes()),
+            sign(&w.secrets, &event.id, timestamp, body.as_bytes()),
         )
-        .header("portcullis-event-seq", event.seq.to_string())
-        .body(body.to_string());
+        .header("portcullis-event-seq", event.seq.to_string());
     if w.github_signature
         && let Some(key) = w.secrets.first()
     {
@@ -150,6 +142,7 @@ async fn post(
             github_signature(key, body.as_bytes()),
         );
     }
+    let req = req.body(body);
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Attempt::Delivered(resp.status().as_u16()),
         Ok(resp) => {
@@ -189,17 +182,6 @@ fn error_text(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text.chars().take(500).collect()
-}
-
-/// The event's `id`, read from its stored body (the writer put it there).
-fn event_id(body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: String,
-    }
-    serde_json::from_str::<Id>(body)
-        .map(|i| i.id)
-        .unwrap_or_default()
 }
 
 /// Delivers to one webhook until `stop` (or until the task is aborted
@@ -292,9 +274,8 @@ async fn deliver(gw: Arc<Gateway>, w: WebhookConfig, mut stop: watch::Receiver<b
                     _ => break,
                 }
             }
-            let body = event.json();
             let attempt = tokio::select! {
-                a = post(&client, &w, event, &body) => a,
+                a = post(&client, &w, event) => a,
                 _ = stop.changed() => return,
             };
             let now = crate::store::now_ms();

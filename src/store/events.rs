@@ -32,6 +32,8 @@ pub struct NewEvent {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: i64,
+    /// `evt_…`, also inside the body: receivers' idempotency key.
+    pub id: String,
     pub action: Option<String>,
     pub score: Option<i64>,
     /// The event JSON, without `seq` (see [`StoredEvent::json`]).
@@ -111,7 +113,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, action, score, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, id, action, score, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -121,9 +123,10 @@ impl Db {
             .map(|r| {
                 Ok(StoredEvent {
                     seq: r.try_get(0)?,
-                    action: r.try_get(1)?,
-                    score: r.try_get(2)?,
-                    body: r.try_get(3)?,
+                    id: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    score: r.try_get(3)?,
+                    body: r.try_get(4)?,
                 })
             })
             .collect()
