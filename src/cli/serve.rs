@@ -44,11 +44,7 @@ pub struct ServeArgs {
 /// each taken before it is read, so an edit that lands during the load is
 /// seen as a change by the watch afterwards.
 fn load(source: &ReloadSource, print: &mut String) -> anyhow::Result<(Config, RuleSet)> {
-    let config_print = source
-        .config
-        .as_deref()
-        .map(|p| crate::rules::fingerprint(&[p]))
-        .unwrap_or_default();
+    let config_print = fingerprint(source.config.as_deref());
     let mut config = match &source.config {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
@@ -65,12 +61,7 @@ fn load(source: &ReloadSource, print: &mut String) -> anyhow::Result<(Config, Ru
     if let Some(dir) = &source.rules {
         config.rules_dir = Some(dir.clone());
     }
-    let rules_print = config
-        .rules_dir
-        .as_deref()
-        .map(|d| crate::rules::fingerprint(&[d]))
-        .unwrap_or_default();
-    *print = format!("{config_print}{rules_print}");
+    *print = format!("{config_print}{}", fingerprint(config.rules_dir.as_deref()));
     let rules = match &config.rules_dir {
         Some(dir) => RuleSet::load_dir(dir)?,
         None => RuleSet::bundled()?,
@@ -330,21 +321,19 @@ async fn reload_logged(gw: &Arc<Gateway>) {
     }
 }
 
+/// A file's or directory's fingerprint; empty for none.
+fn fingerprint(path: Option<&std::path::Path>) -> String {
+    path.map(|p| crate::rules::fingerprint(&[p]))
+        .unwrap_or_default()
+}
+
 /// The fingerprint `load` would record now, as `load` computes it.
 fn current_print(gw: &Gateway) -> String {
-    let config_print = gw
-        .reload_from
-        .config
-        .as_deref()
-        .map(|p| crate::rules::fingerprint(&[p]))
-        .unwrap_or_default();
-    let rules_print = gw
-        .live()
-        .rules_dir
-        .as_deref()
-        .map(|d| crate::rules::fingerprint(&[d]))
-        .unwrap_or_default();
-    format!("{config_print}{rules_print}")
+    format!(
+        "{}{}",
+        fingerprint(gw.reload_from.config.as_deref()),
+        fingerprint(gw.live().rules_dir.as_deref())
+    )
 }
 
 /// Reloads when the rules directory or the config file changes (polling a

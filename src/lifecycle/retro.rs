@@ -12,7 +12,7 @@
 use super::{Outline, delivers};
 use crate::http::Gateway;
 use crate::model::Submission;
-use crate::store::{Actor, Event, RecipientState};
+use crate::store::{Actor, Candidate, Event, RecipientState};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,26 +68,47 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
-        for (id, sha) in todo {
+        // One scanner for the page, on a blocking thread: building one
+        // costs about as much as inspecting a small message.
+        let store = Arc::clone(&gw.store);
+        let e = Arc::clone(&engine);
+        let stopping = stop.clone();
+        let Ok(results) = tokio::task::spawn_blocking(move || {
+            let mut inspector = e.inspector();
+            let mut out = Vec::with_capacity(todo.len());
+            for (id, sha) in todo {
+                if *stopping.borrow() {
+                    break;
+                }
+                let outline = store
+                    .blobs
+                    .get(&sha)
+                    .map_err(|e| e.to_string())
+                    .and_then(|raw| {
+                        inspector
+                            .inspect(&Submission::mail(raw))
+                            .map(|r| Outline::of(&r))
+                            .map_err(|e| e.to_string())
+                    });
+                out.push((id, outline));
+            }
+            out
+        })
+        .await
+        else {
+            continue;
+        };
+        for (id, outline) in results {
             if *stop.borrow() {
                 return;
             }
-            // A reload in the middle: start over with the newer set.
+            // A reload in the middle: the rest is done again with the newer set.
             if gw.pool.engine().rules.version != version {
                 break;
             }
-            let store = Arc::clone(&gw.store);
-            let e = Arc::clone(&engine);
-            let result = tokio::task::spawn_blocking(move || {
-                let raw = store.blobs.get(&sha).map_err(|e| e.to_string())?;
-                e.inspect(&Submission::mail(raw))
-                    .map(|r| Outline::of(&r))
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-            let outline = match result {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
+            let outline = match outline {
+                Ok(o) => o,
+                Err(e) => {
                     tracing::warn!(quarantine_id = %id, error = %e, "retro-scan: message not inspected");
                     gw.lifecycle
                         .retro
@@ -99,21 +120,24 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                     let _ = gw.store.db.retro_mark(&id, &version, None, "").await;
                     continue;
                 }
-                Err(_) => continue,
             };
-            let candidate = delivers(outline.action).then(|| outline.action.as_str());
-            let detail = format!(
-                "rules {version} would {} it (score {})",
-                match outline.action {
-                    crate::model::Action::Tag => "tag and deliver",
-                    _ => "deliver",
-                },
-                outline.score
-            );
+            let candidate = delivers(outline.action).then(|| Candidate {
+                rules_version: version.clone(),
+                action: outline.action.as_str().into(),
+            });
+            let detail = candidate
+                .as_ref()
+                .map(|c| format!("{} (score {})", c.describe(), outline.score))
+                .unwrap_or_default();
             let became = match gw
                 .store
                 .db
-                .retro_mark(&id, &version, candidate, &detail)
+                .retro_mark(
+                    &id,
+                    &version,
+                    candidate.as_ref().map(|c| c.action.as_str()),
+                    &detail,
+                )
                 .await
             {
                 Ok(b) => b,

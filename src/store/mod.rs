@@ -258,6 +258,18 @@ pub struct Candidate {
     pub action: String,
 }
 
+impl Candidate {
+    /// For people: "rules V would deliver it" (or "tag and deliver").
+    pub fn describe(&self) -> String {
+        let what = if self.action == "tag" {
+            "tag and deliver"
+        } else {
+            "deliver"
+        };
+        format!("rules {} would {what} it", self.rules_version)
+    }
+}
+
 /// One line of a message's audit trail.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {

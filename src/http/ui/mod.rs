@@ -711,17 +711,7 @@ async fn message(
             size: sm.size,
             sha256: sm.sha256.clone(),
             rules_version: sm.rules_version.clone(),
-            candidate: sm.release_candidate.as_ref().map(|c| {
-                format!(
-                    "rules {} would {} it",
-                    c.rules_version,
-                    if c.action == "tag" {
-                        "tag and deliver"
-                    } else {
-                        "deliver"
-                    }
-                )
-            }),
+            candidate: sm.release_candidate.as_ref().map(|c| c.describe()),
         },
         recipients: sm
             .recipients
