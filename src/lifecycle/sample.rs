@@ -8,6 +8,7 @@
 use crate::config::LifecycleConfig;
 use crate::model::{Action, Door, Envelope};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 pub struct Sample {
@@ -22,6 +23,10 @@ pub struct Sample {
 #[derive(Default)]
 pub struct Samples {
     inner: Mutex<Inner>,
+    /// Whether `inner` holds anything: with the sample off (the default)
+    /// every message passes here, and must not take the lock to learn
+    /// there is nothing to drop.
+    holding: AtomicBool,
 }
 
 #[derive(Default)]
@@ -34,15 +39,17 @@ struct Inner {
 
 impl Samples {
     pub fn record(&self, cfg: &LifecycleConfig, sample: Sample) {
+        if cfg.preview_sample == 0 {
+            self.clear_if_any();
+            return;
+        }
         let size = sample.raw.len() as u64;
         // One message may not push out most of the sample.
-        if cfg.preview_sample == 0 || size > cfg.preview_sample_bytes / 4 {
-            if cfg.preview_sample == 0 {
-                self.clear_if_any();
-            }
+        if size > cfg.preview_sample_bytes / 4 {
             return;
         }
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.holding.store(true, Relaxed);
         s.next += 1;
         s.items.push_back(Arc::new(sample));
         s.bytes += size;
@@ -55,7 +62,11 @@ impl Samples {
     }
 
     fn clear_if_any(&self) {
+        if !self.holding.load(Relaxed) {
+            return;
+        }
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.holding.store(false, Relaxed);
         if !s.items.is_empty() {
             s.items.clear();
             s.bytes = 0;
