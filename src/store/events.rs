@@ -224,11 +224,13 @@ impl Db {
         if taken == 0 {
             return Ok(None);
         }
-        Ok(self
-            .webhook_cursors()
-            .await?
-            .into_iter()
-            .find(|c| c.name == name))
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CURSOR_COLUMNS} FROM webhook_cursors WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(cursor).transpose()
     }
 
     /// Records that the receiver accepted everything up to `seq`. Fenced
@@ -278,7 +280,7 @@ impl Db {
         next_attempt_ms: i64,
         status: Option<i64>,
         error: &str,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE webhook_cursors SET attempts = attempts + 1, next_attempt_ms = $3, \
              last_status = $4, last_error = $5 WHERE name = $1 AND lease_owner = $2",
@@ -290,37 +292,32 @@ impl Db {
         .bind(error)
         .execute(&self.pool)
         .await?;
-        let attempts: Option<i64> =
-            sqlx::query("SELECT attempts FROM webhook_cursors WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-        Ok(attempts.unwrap_or(0))
+        Ok(())
     }
 
     pub async fn webhook_cursors(&self) -> Result<Vec<WebhookCursor>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, delivered_seq, attempts, next_attempt_ms, last_status, last_error, \
-             last_ok_ms, lease_owner, lease_until_ms FROM webhook_cursors ORDER BY name",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CURSOR_COLUMNS} FROM webhook_cursors ORDER BY name"
+        )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WebhookCursor {
-                    name: r.try_get(0)?,
-                    delivered_seq: r.try_get(1)?,
-                    attempts: r.try_get(2)?,
-                    next_attempt_ms: r.try_get(3)?,
-                    last_status: r.try_get(4)?,
-                    last_error: r.try_get(5)?,
-                    last_ok_ms: r.try_get(6)?,
-                    lease_owner: r.try_get(7)?,
-                    lease_until_ms: r.try_get(8)?,
-                })
-            })
-            .collect()
+        rows.iter().map(cursor).collect()
     }
+}
+
+const CURSOR_COLUMNS: &str = "name, delivered_seq, attempts, next_attempt_ms, last_status, \
+     last_error, last_ok_ms, lease_owner, lease_until_ms";
+
+fn cursor(r: &sqlx::any::AnyRow) -> Result<WebhookCursor, StoreError> {
+    Ok(WebhookCursor {
+        name: r.try_get(0)?,
+        delivered_seq: r.try_get(1)?,
+        attempts: r.try_get(2)?,
+        next_attempt_ms: r.try_get(3)?,
+        last_status: r.try_get(4)?,
+        last_error: r.try_get(5)?,
+        last_ok_ms: r.try_get(6)?,
+        lease_owner: r.try_get(7)?,
+        lease_until_ms: r.try_get(8)?,
+    })
 }
