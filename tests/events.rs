@@ -201,6 +201,15 @@ fn pull_consumer_scenario(db: Db) {
             None => {}
         }
         assert_eq!(e["schema"], "portcullis.event.v1");
+        // RFC 3339 with milliseconds, UTC, as the schema says.
+        let t = e["time"].as_str().unwrap();
+        assert!(
+            t.len() == 24
+                && t.as_bytes()[10] == b'T'
+                && t.ends_with('Z')
+                && t.as_bytes()[19] == b'.',
+            "{t}"
+        );
         assert_eq!(e["door"], "native");
         assert_eq!(e["envelope"]["mail_from"], "sender@example.net");
         assert!(e["rules_version"].as_str().unwrap().len() >= 8);

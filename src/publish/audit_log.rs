@@ -114,9 +114,9 @@ impl AuditLog {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("events");
-        let stamp = crate::store::format_utc(crate::store::now_ms())
-            .replace([':', '-'], "")
-            .replace(".", "");
+        // 20261127T123045678Z: sorts by time, no spaces or colons.
+        let stamp =
+            crate::store::format_rfc3339(crate::store::now_ms()).replace([':', '-', '.'], "");
         let rotated_name = format!("{stem}-{stamp}-{:012}.jsonl", self.last_seq);
         let target = self.path.with_file_name(rotated_name);
         std::fs::rename(&self.path, &target).map_err(io("rotating", &self.path))?;

@@ -167,7 +167,7 @@ impl Events {
             schema: EVENT_SCHEMA,
             id: &id,
             kind: "verdict",
-            time: crate::store::format_utc(at_ms),
+            time: crate::store::format_rfc3339(at_ms),
             time_ms: at_ms,
             node: &self.node,
             door: facts.door,

@@ -501,8 +501,9 @@ fn clip(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// `2026-11-27 12:30:45 UTC` from Unix milliseconds.
-pub fn format_utc(ms: i64) -> String {
+/// Calendar date and time of Unix milliseconds, UTC: (year, month, day,
+/// hour, minute, second, millisecond).
+fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -516,12 +517,28 @@ pub fn format_utc(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+    (
+        y,
+        m,
+        d,
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        ms.rem_euclid(1000),
     )
+}
+
+/// `2026-11-27 12:30:45 UTC` from Unix milliseconds (for people).
+pub fn format_utc(ms: i64) -> String {
+    let (y, m, d, hh, mm, ss, _) = civil(ms);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+/// `2026-11-27T12:30:45.678Z` from Unix milliseconds (RFC 3339, for
+/// machines: events).
+pub fn format_rfc3339(ms: i64) -> String {
+    let (y, m, d, hh, mm, ss, milli) = civil(ms);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{milli:03}Z")
 }
 
 #[cfg(test)]
@@ -533,6 +550,11 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(1_795_782_645_000), "2026-11-27 12:30:45 UTC");
         assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            format_rfc3339(1_795_782_645_678),
+            "2026-11-27T12:30:45.678Z"
+        );
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
