@@ -42,6 +42,12 @@ pub struct Limits {
     pub ratio_floor_bytes: u64,
     /// Wall-clock budget for the whole submission.
     pub time_budget: Duration,
+    /// Passwords tried on an encrypted attachment, learnt from the
+    /// message's subject and text; 0 turns the attempts off.
+    pub max_password_candidates: usize,
+    /// Time spent trying them, for the whole submission (key derivation is
+    /// slow on purpose, and attackers choose its cost).
+    pub password_time: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +60,8 @@ impl Default for Limits {
             max_ratio: 250,
             ratio_floor_bytes: 1 << 20,
             time_budget: Duration::from_secs(10),
+            max_password_candidates: 32,
+            password_time: Duration::from_secs(2),
         }
     }
 }
@@ -869,6 +877,8 @@ struct RawLimits {
     max_ratio: Option<u64>,
     ratio_floor_bytes: Option<u64>,
     time_budget_ms: Option<u64>,
+    max_password_candidates: Option<usize>,
+    password_time_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -923,6 +933,13 @@ impl RawConfig {
                 .time_budget_ms
                 .map(Duration::from_millis)
                 .unwrap_or(d.limits.time_budget),
+            max_password_candidates: l
+                .max_password_candidates
+                .unwrap_or(d.limits.max_password_candidates),
+            password_time: l
+                .password_time_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.limits.password_time),
         };
         if limits.max_depth == 0 || limits.max_depth > 64 {
             return Err(ConfigError::Invalid(
@@ -953,6 +970,17 @@ impl RawConfig {
         if limits.time_budget < Duration::from_millis(100) {
             return Err(ConfigError::Invalid(
                 "limits.time_budget_ms must be at least 100".into(),
+            ));
+        }
+
+        if limits.max_password_candidates > 1000 {
+            return Err(ConfigError::Invalid(
+                "limits.max_password_candidates must be at most 1000".into(),
+            ));
+        }
+        if limits.password_time > limits.time_budget {
+            return Err(ConfigError::Invalid(
+                "limits.password_time_ms must be at most limits.time_budget_ms".into(),
             ));
         }
 

@@ -238,6 +238,12 @@ pub enum FindingKind {
         extension: String,
     },
     Encrypted,
+    /// Encrypted content opened with a password found in the message
+    /// itself: the classic way to carry a payload past gateways.
+    Decrypted {
+        format: String,
+        password: String,
+    },
     /// A container that different readers would see differently.
     AmbiguousArchive {
         reason: String,
@@ -269,6 +275,7 @@ impl FindingKind {
             FindingKind::DeceptiveName { .. } => "DECEPTIVE_NAME".into(),
             FindingKind::DangerousExtension { .. } => "DANGEROUS_EXTENSION".into(),
             FindingKind::Encrypted => "ENCRYPTED".into(),
+            FindingKind::Decrypted { .. } => "DECRYPTED".into(),
             FindingKind::AmbiguousArchive { .. } => "AMBIGUOUS_ARCHIVE".into(),
             FindingKind::Limit { limit } => format!("LIMIT_{}", limit.as_str().to_uppercase()),
             FindingKind::Unopenable { .. } => "UNOPENABLE".into(),

@@ -29,6 +29,9 @@ pub fn builtin_score(kind: &FindingKind) -> i32 {
         FindingKind::Limit { .. } => 10,
         FindingKind::TypeMismatch { .. } => 5,
         FindingKind::Encrypted => 5,
+        // Alone, not enough to tag: payslips travel this way too. With the
+        // content now scanned, its findings speak for it.
+        FindingKind::Decrypted { .. } => 3,
         FindingKind::Unopenable { .. } => 5,
         // Real mail is often sloppy; alone this must never change the action.
         FindingKind::MalformedMime { .. } => 1,

@@ -323,10 +323,109 @@ pub struct RawEntry<'a> {
 /// ways the zip crate's writer refuses to: names that differ between local
 /// and central headers, entries sharing data, encryption flags.
 pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let stored: Vec<Stored<'_>> = entries
+        .iter()
+        .map(|e| Stored {
+            local_name: e.local_name,
+            central_name: e.central_name,
+            payload: e.data.to_vec(),
+            crc: crc32(e.data),
+            plain_len: e.data.len() as u32,
+            encrypted: e.encrypted,
+            reuse_local_of: e.reuse_local_of,
+        })
+        .collect();
+    stored_zip(&stored)
+}
+
+/// A stored zip whose entries are encrypted with the traditional PKWARE
+/// cipher ("ZipCrypto"), which 7-Zip and Info-ZIP still write by default.
+pub fn zipcrypto_zip(entries: &[(&str, &[u8])], password: &str) -> Vec<u8> {
+    let stored: Vec<Stored<'_>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (name, data))| {
+            let crc = crc32(data);
+            let mut keys = ZipCryptoKeys::new(password.as_bytes());
+            // 11 bytes a real writer draws at random, then the CRC's high
+            // byte, which readers use to reject most wrong passwords.
+            let mut header: Vec<u8> = (0..11u8)
+                .map(|b| b.wrapping_mul(37).wrapping_add(i as u8))
+                .collect();
+            header.push((crc >> 24) as u8);
+            let payload = header
+                .iter()
+                .chain(data.iter())
+                .map(|&b| keys.encrypt(b))
+                .collect();
+            Stored {
+                local_name: name,
+                central_name: name,
+                payload,
+                crc,
+                plain_len: data.len() as u32,
+                encrypted: true,
+                reuse_local_of: None,
+            }
+        })
+        .collect();
+    stored_zip(&stored)
+}
+
+struct ZipCryptoKeys([u32; 3]);
+
+impl ZipCryptoKeys {
+    fn new(password: &[u8]) -> Self {
+        let mut k = ZipCryptoKeys([0x1234_5678, 0x2345_6789, 0x3456_7890]);
+        for &b in password {
+            k.update(b);
+        }
+        k
+    }
+
+    fn crc_byte(crc: u32, b: u8) -> u32 {
+        let mut c = (crc ^ b as u32) & 0xff;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+        c ^ (crc >> 8)
+    }
+
+    fn update(&mut self, b: u8) {
+        self.0[0] = Self::crc_byte(self.0[0], b);
+        self.0[1] = self.0[1]
+            .wrapping_add(self.0[0] & 0xff)
+            .wrapping_mul(134_775_813)
+            .wrapping_add(1);
+        self.0[2] = Self::crc_byte(self.0[2], (self.0[1] >> 24) as u8);
+    }
+
+    fn encrypt(&mut self, plain: u8) -> u8 {
+        let t = (self.0[2] | 2) as u16;
+        let stream = (t.wrapping_mul(t ^ 1) >> 8) as u8;
+        self.update(plain);
+        plain ^ stream
+    }
+}
+
+struct Stored<'a> {
+    local_name: &'a str,
+    central_name: &'a str,
+    payload: Vec<u8>,
+    crc: u32,
+    plain_len: u32,
+    encrypted: bool,
+    reuse_local_of: Option<usize>,
+}
+
+fn stored_zip(entries: &[Stored<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut offsets = Vec::new();
     for e in entries {
-        let crc = crc32(e.data);
         let flags: u16 = if e.encrypted { 1 } else { 0 };
         offsets.push(out.len() as u32);
         if e.reuse_local_of.is_some() {
@@ -337,17 +436,16 @@ pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // stored
         out.extend_from_slice(&[0, 0, 0x21, 0]); // time, date
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.crc.to_le_bytes());
+        out.extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.plain_len.to_le_bytes());
         out.extend_from_slice(&(e.local_name.len() as u16).to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(e.local_name.as_bytes());
-        out.extend_from_slice(e.data);
+        out.extend_from_slice(&e.payload);
     }
     let cd_start = out.len() as u32;
     for (i, e) in entries.iter().enumerate() {
-        let crc = crc32(e.data);
         let flags: u16 = if e.encrypted { 1 } else { 0 };
         let offset = e.reuse_local_of.map_or(offsets[i], |j| offsets[j]);
         out.extend_from_slice(b"PK\x01\x02");
@@ -356,9 +454,9 @@ pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&[0, 0, 0x21, 0]);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.crc.to_le_bytes());
+        out.extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.plain_len.to_le_bytes());
         out.extend_from_slice(&(e.central_name.len() as u16).to_le_bytes());
         out.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attrs
         out.extend_from_slice(&[0; 4]); // external attrs
@@ -374,6 +472,114 @@ pub fn raw_zip(entries: &[RawEntry<'_>]) -> Vec<u8> {
     out.extend_from_slice(&cd_start.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out
+}
+
+/// A Windows cabinet with one folder compressed by `method`.
+pub fn cabinet(files: &[(&str, &[u8])], method: cab::CompressionType) -> Vec<u8> {
+    let when = time::PrimitiveDateTime::new(
+        time::Date::from_calendar_date(2024, time::Month::January, 2).expect("valid date"),
+        time::Time::MIDNIGHT,
+    );
+    let mut builder = cab::CabinetBuilder::new();
+    let folder = builder.add_folder(method);
+    for (name, _) in files {
+        folder.add_file(*name).set_datetime(when);
+    }
+    let mut writer = builder
+        .build(std::io::Cursor::new(Vec::new()))
+        .expect("cab to memory");
+    let mut i = 0;
+    while let Some(mut file) = writer.next_file().expect("cab to memory") {
+        file.write_all(files[i].1).expect("cab to memory");
+        i += 1;
+    }
+    writer.finish().expect("cab to memory").into_inner()
+}
+
+/// A 7z archive (LZMA2), optionally solid, optionally AES-256 encrypted
+/// with `(password, encrypt_header)`. Fixed salt and IV: deterministic.
+pub fn sevenz(files: &[(&str, &[u8])], password: Option<(&str, bool)>, solid: bool) -> Vec<u8> {
+    use sevenz_rust2::encoder_options::{AesEncoderOptions, Lzma2Options};
+    use sevenz_rust2::{ArchiveEntry, ArchiveWriter, Password};
+    let mut w = ArchiveWriter::new(std::io::Cursor::new(Vec::new())).expect("7z to memory");
+    let mut methods = Vec::new();
+    if let Some((pw, _)) = password {
+        methods.push(
+            AesEncoderOptions {
+                password: Password::from(pw),
+                iv: [3; 16],
+                salt: [5; 16],
+                // 7-Zip uses 19 (half a million SHA-256 rounds); samples
+                // are made and opened in tests many times over.
+                num_cycles_power: 12,
+            }
+            .into(),
+        );
+    }
+    methods.push(Lzma2Options::from_level(6).into());
+    w.set_content_methods(methods);
+    w.set_encrypt_header(password.is_some_and(|(_, header)| header));
+    if solid {
+        let entries = files
+            .iter()
+            .map(|(n, _)| ArchiveEntry::new_file(n))
+            .collect();
+        let readers = files
+            .iter()
+            .map(|(_, d)| sevenz_rust2::SourceReader::new(*d))
+            .collect();
+        w.push_archive_entries(entries, readers)
+            .expect("7z to memory");
+    } else {
+        for (name, data) in files {
+            w.push_archive_entry(ArchiveEntry::new_file(name), Some(*data))
+                .expect("7z to memory");
+        }
+    }
+    w.finish().expect("7z to memory").into_inner()
+}
+
+/// A RAR 4 archive whose one entry claims method 0x33 (compressed): its
+/// name is listed, its content cannot be read (no permissive RAR decoder).
+pub fn rar4_compressed(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut rar = crate::extract::rar_stored(&[(name, data)], false);
+    // MARK_HEAD (7) + MAIN_HEAD (13), then FILE_HEAD: method at +25.
+    let method = 7 + 13 + 25;
+    rar[method] = 0x33;
+    let size = u16::from_le_bytes([rar[7 + 13 + 5], rar[7 + 13 + 6]]) as usize;
+    let crc = crc32(&rar[7 + 13 + 2..7 + 13 + size]) as u16;
+    rar[7 + 13..7 + 13 + 2].copy_from_slice(&crc.to_le_bytes());
+    rar
+}
+
+/// An Office document encrypted the way Office 2010+ does it (agile,
+/// AES-256, SHA-512, 100 000 rounds): an OLE2 file with EncryptionInfo
+/// and EncryptedPackage around the `package` zip.
+pub fn encrypted_docx(package: &[u8], password: &str) -> Vec<u8> {
+    let (info, encrypted) = crate::extract::office_encrypt(package, password);
+    let mut cf = new_cf();
+    put_stream(&mut cf, "/EncryptionInfo", &info);
+    put_stream(&mut cf, "/EncryptedPackage", &encrypted);
+    finish_cf(cf)
+}
+
+/// A zip whose entries are AES-256 encrypted (WinZip AE-2), as WinZip,
+/// WinRAR and 7-Zip's "AES-256" option write. Fixed salt: samples are
+/// deterministic.
+pub fn aes_zip(entries: &[(&str, &[u8])], password: &str) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, data) in entries {
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .with_aes_encryption_and_salt(password.as_bytes(), zip::AesSalt::Aes256([7u8; 16]));
+            w.start_file(*name, opts).expect("zip to memory");
+            w.write_all(data).expect("zip to memory");
+        }
+        w.finish().expect("zip to memory");
+    }
+    out.into_inner()
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -1036,6 +1242,27 @@ pub fn all() -> Vec<Sample> {
             message("Archive", "the archive you asked for", &[attachment("application/mbox", "archive.mbox", &mbox)])
         }, Reject, &["EICAR_Test_File"], "EICAR attached to the second message of an mbox that is itself an attachment"),
         sample("eicar_winmail_dat.eml", Mail, message("Outlook", "see attachments", &[attachment("application/ms-tnef", "winmail.dat", &tnef(&[("NOTES.TXT", b"meeting notes"), ("EICAR.COM", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR inside an Outlook winmail.dat (TNEF)"),
+        sample("eicar_7z.eml", Mail, message("Files", "the files", &[attachment("application/x-7z-compressed", "files.7z", &sevenz(&[("readme.txt", b"hello"), ("bin/eicar.com", &e)], None, true))]), Reject, &["EICAR_Test_File"], "EICAR in a solid 7z (LZMA2)"),
+        sample("eicar_7z_password.eml", Mail, message("Invoice", "Hello,\r\n\r\nthe invoice is attached. Password: Inv-2024\r\n", &[attachment("application/x-7z-compressed", "invoice.7z", &sevenz(&[("invoice.exe", &e)], Some(("Inv-2024", true)), false))]), Reject, &["EICAR_Test_File", "DECRYPTED"], "EICAR in a 7z with encrypted names, password in the body"),
+        sample("encrypted_7z.eml", Mail, message("Invoice", "call me for the code", &[attachment("application/x-7z-compressed", "invoice.7z", &sevenz(&[("invoice.exe", &e)], Some(("not-in-the-mail", false)), false))]), Quarantine, &["ENCRYPTED"], "7z whose password is not in the message: names listed, content locked"),
+        sample("corrupt_7z.eml", Mail, message("Files", "the files", &[attachment("application/x-7z-compressed", "files.7z", &sevenz(&[("a.txt", &[b'a'; 4000])], None, false)[..40])]), Quarantine, &["UNOPENABLE"], "7z cut off inside its first block"),
+        sample("eicar_zipcrypto_password.eml", Mail, message("Scan 0193", "Dear customer,\r\nthe document is protected, password: 8812\r\n", &[attachment("application/zip", "scan.zip", &zipcrypto_zip(&[("scan.pdf.exe", &e)], "8812"))]), Reject, &["EICAR_Test_File", "DECRYPTED"], "EICAR in a ZipCrypto zip, password in the body"),
+        sample("eicar_aes_zip_password.eml", Mail, message("Payslip - password \"Mz7#kq\"", "see attached", &[attachment("application/zip", "payslip.zip", &aes_zip(&[("payslip.doc", &e)], "Mz7#kq"))]), Reject, &["EICAR_Test_File", "DECRYPTED"], "EICAR in an AES-256 zip, password in the subject"),
+        sample("eicar_cab.eml", Mail, message("Update", "install the update", &[attachment("application/vnd.ms-cab-compressed", "update.cab", &cabinet(&[("setup.inf", b"[Version]"), ("eicar.com", &e)], cab::CompressionType::MsZip))]), Reject, &["EICAR_Test_File"], "EICAR in a Windows cabinet (MSZIP)"),
+        sample("corrupt_cab.eml", Mail, message("Update", "install the update", &[attachment("application/vnd.ms-cab-compressed", "update.cab", &cabinet(&[("a.txt", &[b'a'; 4000])], cab::CompressionType::MsZip)[..50])]), Quarantine, &["UNOPENABLE"], "cabinet cut off in its folder table"),
+        sample("eicar_rar5_stored.eml", Mail, message("Files", "the files", &[attachment("application/vnd.rar", "files.rar", &crate::extract::rar_stored(&[("docs/", b""), ("docs/eicar.com", &e)], true))]), Reject, &["EICAR_Test_File"], "EICAR stored (rar -m0) in a RAR 5 archive"),
+        sample("eicar_rar4_stored.eml", Mail, message("Files", "the files", &[attachment("application/vnd.rar", "files.rar", &crate::extract::rar_stored(&[("eicar.com", &e)], false))]), Reject, &["EICAR_Test_File"], "EICAR stored in a RAR 4 archive"),
+        sample("rar_compressed.eml", Mail, message("Files", "the files", &[attachment("application/vnd.rar", "files.rar", &rar4_compressed("invoice.pdf.exe", b"compressed bytes we cannot read"))]), Quarantine, &["UNOPENABLE", "DOUBLE_EXTENSION"], "RAR with a compressed entry: listed by name (its double extension judged), content unsupported"),
+        sample("eicar_onenote.eml", Mail, message("Notes", "open the notebook and double-click", &[attachment("application/onenote", "notes.one", &crate::extract::onenote_file(&[b"<html>click</html>", &e]))]), Reject, &["EICAR_Test_File"], "EICAR embedded in a OneNote page"),
+        sample("eicar_binhex.eml", Mail, message("Mac file", "attached", &[attachment("application/mac-binhex40", "eicar.hqx", &crate::extract::binhex_encode("eicar.com", &e, b""))]), Reject, &["EICAR_Test_File"], "EICAR in a BinHex 4.0 attachment"),
+        sample("eicar_binhex_inline.eml", Mail, message("Mac file", &format!("Here it is:\r\n\r\n{}\r\nbye", String::from_utf8_lossy(&crate::extract::binhex_encode("tool.bin", b"", &e))), &[]), Reject, &["EICAR_Test_File"], "EICAR in the resource fork of a BinHex block inside the text body"),
+        sample("eicar_fat_img.eml", Mail, message("Disk", "the disk image", &[attachment("application/octet-stream", "disk.img", &crate::extract::fat_image(&[("README.TXT", b"read me"), ("Tools/Setup Helper.exe", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR inside a FAT12 floppy image (.img)"),
+        sample("encrypted_docx_password.eml", Mail, message("Salary", "The document is protected. Password: Summer-2024", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "salary.docx", &encrypted_docx(&zip(&[("[Content_Types].xml", b"<Types/>"), ("word/eicar.com", &e)]), "Summer-2024"))]), Reject, &["EICAR_Test_File", "DECRYPTED"], "password-protected Word document (agile AES-256), password in the body"),
+        sample("eicar_pdf_empty_password.eml", Mail, message("Statement", "your statement", &[attachment("application/pdf", "statement.pdf", &crate::extract::encrypted_pdf(&zip(&[("eicar.com", &e)]), 4, ""))]), Reject, &["EICAR_Test_File"], "EICAR in a zip embedded in an AES-encrypted PDF that opens without a password"),
+        sample("eicar_pdf_password.eml", Mail, message("Statement", "Your statement, the password is your postcode: SW1A2AA", &[attachment("application/pdf", "statement.pdf", &crate::extract::encrypted_pdf(&e, 6, "SW1A2AA"))]), Reject, &["EICAR_Test_File", "DECRYPTED"], "EICAR embedded in an AES-256 (R6) PDF, password in the body"),
+        sample("encrypted_pdf.eml", Mail, message("Statement", "call for the password", &[attachment("application/pdf", "statement.pdf", &crate::extract::encrypted_pdf(&e, 3, "unguessable-9"))]), Quarantine, &["ENCRYPTED"], "RC4-encrypted PDF whose password is not in the message"),
+        sample("eicar_iso.eml", Mail, message("Order", "order details in the disk image", &[attachment("application/octet-stream", "order.iso", &crate::extract::iso_image(&[("Order Details.lnk", &lnk("C:\\Windows\\System32\\cmd.exe", "/c payload\\run.bat", "")), ("payload/eicar.com", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR in an ISO 9660 + Joliet + UDF image beside a shortcut"),
+        sample("eicar_udf.eml", Mail, message("Order", "order details in the disk image", &[attachment("application/octet-stream", "order.img", &crate::extract::udf_image(&[("eicar.com", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR in a UDF-only image"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -22,6 +22,8 @@ fn tight() -> &'static Engine {
                 max_ratio: 50,
                 ratio_floor_bytes: 64 << 10,
                 time_budget: Duration::from_secs(2),
+                max_password_candidates: 8,
+                password_time: Duration::from_millis(500),
             },
             ..Config::defaults()
         };

@@ -5,11 +5,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::config::Limits;
-use portcullis::extract::{Budget, extract};
+use portcullis::extract::{Budget, extract, text_children};
 use portcullis::pipeline::identify::FileType;
 use std::time::{Duration, Instant};
 
-const FORMATS: [FileType; 18] = [
+const FORMATS: [FileType; 26] = [
     FileType::Mail,
     FileType::Zip,
     FileType::Ooxml,
@@ -28,6 +28,14 @@ const FORMATS: [FileType; 18] = [
     FileType::Pdf,
     FileType::Mbox,
     FileType::Tnef,
+    FileType::SevenZip,
+    FileType::Rar,
+    FileType::Cab,
+    FileType::Iso,
+    FileType::FatImage,
+    FileType::OneNote,
+    FileType::BinHex,
+    FileType::Text,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -43,9 +51,18 @@ fuzz_target!(|data: &[u8]| {
         max_ratio: 100,
         ratio_floor_bytes: 64 << 10,
         time_budget: Duration::from_secs(2),
+        max_password_candidates: 4,
+        password_time: Duration::from_millis(200),
     };
+    // Locked containers are tried with these: the decrypt paths get fuzzed too.
     let mut budget = Budget::new(limits.clone(), Instant::now());
-    if let Ok(out) = extract(format, body, Some("fuzz"), &mut budget) {
+    budget.passwords.learn("password: fuzz");
+    let out = if *format == FileType::Text {
+        Ok(text_children(body, &mut budget))
+    } else {
+        extract(format, body, Some("fuzz"), &mut budget)
+    };
+    if let Ok(out) = out {
         let total: usize = out.children.iter().map(|c| c.data.len()).sum();
         assert!(out.children.len() <= limits.max_objects);
         assert!(out.children.iter().all(|c| c.data.len() as u64 <= limits.max_object_bytes));

@@ -26,6 +26,18 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
 
     let mut out = Extracted::default();
     let mut sloppy: Vec<String> = Vec::new();
+    // Before any attachment is opened: the key to a locked one is usually
+    // in the subject or the text beside it.
+    if let Some(subject) = message.subject() {
+        budget.passwords.learn(subject);
+    }
+    for part in &message.parts {
+        match &part.body {
+            PartType::Text(text) => budget.passwords.learn(text),
+            PartType::Html(html) => budget.passwords.learn(&html_text(html)),
+            _ => {}
+        }
+    }
     for (index, part) in message.parts.iter().enumerate() {
         if !out.room(budget) {
             break;
@@ -69,6 +81,28 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         });
     }
     Ok(out)
+}
+
+/// The words of an HTML body: tags dropped, common entities decoded, so
+/// `<b>Password:</b>&nbsp;1234` reads as `Password: 1234`.
+fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(1 << 20));
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 fn push(

@@ -12,26 +12,64 @@
 //! system, so `../../etc/passwd` is just a string in a report.
 
 mod ar;
+mod binhex;
+mod cab;
 mod compress;
 mod cpio;
+mod disk;
 mod html;
 mod lnk;
 mod mail;
 pub mod mbox;
 mod ole;
+mod onenote;
+pub mod passwords;
 mod pdf;
+mod rar;
 mod rtf;
+mod sevenz;
 mod tar;
 mod tnef;
 mod uuencode;
 mod zip;
 
 pub use ar::MAGIC as AR_MAGIC;
+pub use disk::fat::is_fat;
+pub use onenote::store::is_onenote;
 pub use tnef::SIGNATURE as TNEF_SIGNATURE;
 pub use uuencode::encode as uuencode_encode;
 
+// Writers for the sample generators (crate::samples), kept beside the
+// readers they mirror.
+pub use binhex::codec::encode as binhex_encode;
+pub use disk::fat::build_fat12 as fat_image;
+pub use disk::iso::{build_bridge as iso_image, build_udf as udf_image};
+pub use onenote::store::build as onenote_file;
+
+/// A RAR 5 (`rar5`) or RAR 4 archive with the files stored uncompressed.
+pub fn rar_stored(files: &[(&str, &[u8])], rar5: bool) -> Vec<u8> {
+    if rar5 {
+        rar::format::build_rar5_stored(files)
+    } else {
+        rar::format::build_rar4_stored(files)
+    }
+}
+
+/// An Office package encrypted as Office 2010+ writes it: (EncryptionInfo,
+/// EncryptedPackage).
+pub fn office_encrypt(package: &[u8], password: &str) -> (Vec<u8>, Vec<u8>) {
+    ole::crypto::encrypt_agile(package, password, 100_000)
+}
+
+/// A PDF encrypted with revision `r` of the Standard security handler
+/// (user password `user`) with `file` as an embedded file.
+pub fn encrypted_pdf(file: &[u8], r: u32, user: &str) -> Vec<u8> {
+    let (params, key) = pdf::crypt::new_params(r, user.as_bytes(), b"owner-secret");
+    pdf::encrypted_with_attachment(&params, &key, file)
+}
+
 use crate::config::Limits;
-use crate::model::{FindingKind, LimitKind};
+use crate::model::{FindingKind, LimitKind, Outcome};
 use crate::pipeline::identify::FileType;
 use std::io::Read;
 use std::time::Instant;
@@ -53,6 +91,11 @@ pub struct Child {
 pub enum Stop {
     Limit(LimitKind),
     Encrypted,
+    /// Listed by name, content never read (a RAR entry we cannot
+    /// decompress, a 7z block that failed). The container carries the one
+    /// finding that explains it, so a hundred such entries do not add up
+    /// to a hundred findings.
+    NotRead(Outcome),
 }
 
 /// What one unpacker produced from one container.
@@ -86,6 +129,27 @@ impl Extracted {
     /// container must stop, as for [`add`](Self::add).
     pub fn add_charged(&mut self, budget: &mut Budget, mut child: Child) -> bool {
         let stop = budget.charge(&mut child.data);
+        self.add(child, stop)
+    }
+
+    /// Adds a child whose bytes `read` copies out of the container, given
+    /// the most it may copy: what the per-object cap and the remaining
+    /// total allow. True when the container must stop, as for
+    /// [`add`](Self::add).
+    pub fn add_read(
+        &mut self,
+        budget: &mut Budget,
+        name: String,
+        read: impl FnOnce(usize) -> (Vec<u8>, bool),
+    ) -> bool {
+        let (cap, kind) = budget.cap();
+        let (mut data, cut) = read(usize::try_from(cap).unwrap_or(usize::MAX));
+        let stop = budget.charge(&mut data).or(cut.then_some(kind));
+        let child = Child {
+            name: Some(name),
+            data,
+            ..Default::default()
+        };
         self.add(child, stop)
     }
 
@@ -155,6 +219,8 @@ pub struct Budget {
     pub limits: Limits,
     deadline: Instant,
     unpacked: u64,
+    /// Learnt from the messages unpacked so far, tried on what is locked.
+    pub passwords: passwords::Passwords,
 }
 
 /// Read in chunks so the deadline and caps are checked while a bomb inflates,
@@ -165,9 +231,32 @@ impl Budget {
     pub fn new(limits: Limits, start: Instant) -> Budget {
         Budget {
             deadline: start + limits.time_budget,
+            passwords: passwords::Passwords::new(
+                limits.max_password_candidates,
+                limits.password_time,
+            ),
             limits,
             unpacked: 0,
         }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Tries the learnt passwords (after `extra`) with `attempt`, which may
+    /// itself spend this budget. The password that worked comes back with
+    /// what `attempt` returned.
+    pub fn try_passwords<T>(
+        &mut self,
+        extra: &[&str],
+        mut attempt: impl FnMut(&mut Budget, &str) -> Option<T>,
+    ) -> Option<(T, String)> {
+        let mut passwords = std::mem::take(&mut self.passwords);
+        let deadline = self.deadline;
+        let found = passwords.try_each(extra, deadline, |pw| attempt(self, pw));
+        self.passwords = passwords;
+        found
     }
 
     pub fn unpacked(&self) -> u64 {
@@ -218,6 +307,16 @@ impl Budget {
         stop
     }
 
+    /// The most one more object may hold, and the limit that says so.
+    pub fn cap(&self) -> (u64, LimitKind) {
+        let remaining_total = self.limits.max_total_bytes.saturating_sub(self.unpacked);
+        if self.limits.max_object_bytes <= remaining_total {
+            (self.limits.max_object_bytes, LimitKind::ObjectBytes)
+        } else {
+            (remaining_total, LimitKind::TotalBytes)
+        }
+    }
+
     /// Reads a decompressing reader to the end or to the first limit.
     /// `input_len` is the compressed size the output came from, for the
     /// ratio check. On a limit the bytes read so far are returned with it:
@@ -227,12 +326,7 @@ impl Budget {
         mut reader: impl Read,
         input_len: u64,
     ) -> Result<(Vec<u8>, Option<LimitKind>), std::io::Error> {
-        let remaining_total = self.limits.max_total_bytes.saturating_sub(self.unpacked);
-        let (cap, cap_kind) = if self.limits.max_object_bytes <= remaining_total {
-            (self.limits.max_object_bytes, LimitKind::ObjectBytes)
-        } else {
-            (remaining_total, LimitKind::TotalBytes)
-        };
+        let (cap, cap_kind) = self.cap();
         let ratio_cap = input_len
             .max(1)
             .saturating_mul(self.limits.max_ratio)
@@ -272,6 +366,8 @@ pub fn is_container(t: &FileType) -> bool {
     matches!(
         t,
         FileType::Mail
+            | FileType::SevenZip
+            | FileType::Cab
             | FileType::Zip
             | FileType::Ooxml
             | FileType::Gzip
@@ -289,18 +385,12 @@ pub fn is_container(t: &FileType) -> bool {
             | FileType::Pdf
             | FileType::Mbox
             | FileType::Tnef
+            | FileType::Rar
+            | FileType::BinHex
+            | FileType::OneNote
+            | FileType::FatImage
+            | FileType::Iso
     )
-}
-
-/// Containers we recognise but do not open yet; they get `Unsupported`.
-pub fn unsupported_format(t: &FileType) -> Option<&'static str> {
-    match t {
-        FileType::SevenZip => Some("7z"),
-        FileType::Rar => Some("rar"),
-        FileType::Cab => Some("cab"),
-        FileType::Iso => Some("iso"),
-        _ => None,
-    }
 }
 
 /// Unpacks one container. `name` is the container's own name, used to name
@@ -316,6 +406,13 @@ pub fn extract(
         FileType::Mail => mail::extract(data, budget),
         FileType::Zip | FileType::Ooxml => zip::extract(data, budget),
         FileType::Tar => tar::extract(data, budget),
+        FileType::SevenZip => sevenz::extract(data, budget),
+        FileType::Cab => cab::extract(data, budget),
+        FileType::Rar => rar::extract(data, budget),
+        FileType::BinHex => binhex::extract(data, budget),
+        FileType::OneNote => onenote::extract(data, budget),
+        FileType::FatImage => disk::extract_fat(data, budget),
+        FileType::Iso => disk::extract_iso(data, budget),
         FileType::Cpio => cpio::extract(data, budget),
         FileType::Ar => ar::extract(data, budget),
         FileType::Rtf => rtf::extract(data, budget),
@@ -332,9 +429,18 @@ pub fn extract(
     }
 }
 
-/// Text bodies may carry uuencoded files (old clients, some malware kits).
+/// Text bodies may carry uuencoded or BinHex files (old clients, some
+/// malware kits).
 pub fn text_children(data: &[u8], budget: &mut Budget) -> Extracted {
-    uuencode::extract(data, budget)
+    let mut out = uuencode::extract(data, budget);
+    if out.stopped.is_none()
+        && let Some(hqx) = binhex::in_text(data, budget)
+    {
+        out.children.extend(hqx.children);
+        out.findings.extend(hqx.findings);
+        out.stopped = hqx.stopped;
+    }
+    out
 }
 
 /// Makes an archive entry name safe to print: control characters escaped,
@@ -405,8 +511,14 @@ mod tests {
         assert_eq!((out.len(), stop), (0, Some(LimitKind::Time)));
     }
 
-    /// Valid containers of every format we open ourselves, for mutation.
-    fn seeds() -> Vec<(FileType, Vec<u8>)> {
+    /// Valid containers of every format we open ourselves, for mutation;
+    /// made once (some are encrypted, and key derivation is slow).
+    fn seeds() -> &'static [(FileType, Vec<u8>)] {
+        static SEEDS: std::sync::OnceLock<Vec<(FileType, Vec<u8>)>> = std::sync::OnceLock::new();
+        SEEDS.get_or_init(make_seeds)
+    }
+
+    fn make_seeds() -> Vec<(FileType, Vec<u8>)> {
         use crate::samples::*;
         let files: &[(&str, &[u8])] = &[
             ("a.txt", b"hello world"),
@@ -430,6 +542,28 @@ mod tests {
                     Some(("a.exe", b"MZ")),
                 ),
             ),
+            (FileType::SevenZip, sevenz(files, None, true)),
+            (
+                FileType::SevenZip,
+                sevenz(files, Some(("pw", false)), false),
+            ),
+            (FileType::Cab, cabinet(files, ::cab::CompressionType::MsZip)),
+            (FileType::Rar, rar_stored(files, true)),
+            (FileType::Rar, rar_stored(files, false)),
+            (FileType::Iso, iso_image(files)),
+            (FileType::Iso, udf_image(files)),
+            (FileType::FatImage, fat_image(files)),
+            (
+                FileType::OneNote,
+                onenote_file(&[b"hello world", &[7u8; 40]]),
+            ),
+            (
+                FileType::BinHex,
+                binhex_encode("a.txt", b"hello world", &[7u8; 40]),
+            ),
+            (FileType::Ole2, encrypted_docx(&zip(files), "pw")),
+            (FileType::Pdf, encrypted_pdf(&[3u8; 200], 4, "")),
+            (FileType::Zip, zipcrypto_zip(files, "pw")),
         ]
     }
 
@@ -441,17 +575,19 @@ mod tests {
         /// never more than the budget allows.
         #[test]
         fn mutated_containers_stay_within_the_budget(
-            which in 0usize..11,
+            which in 0usize..24,
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..24),
             cut in proptest::prelude::any::<usize>(),
         ) {
-            let (t, mut data) = seeds().swap_remove(which);
+            let (t, data) = &seeds()[which];
+            let (t, mut data) = (t.clone(), data.clone());
             for (at, b) in edits {
                 let i = at % data.len();
                 data[i] = b;
             }
             data.truncate(cut % (data.len() + 1));
             let mut b = Budget::new(limits(), Instant::now());
+            b.passwords.learn("password: pw");
             if let Ok(out) = extract(&t, &data, None, &mut b) {
                 let total: usize = out.children.iter().map(|c| c.data.len()).sum();
                 proptest::prop_assert!(out.children.iter().all(|c| c.data.len() as u64 <= 1000));

@@ -8,12 +8,60 @@
 //! - `\x01Ole10Native` streams (Packager objects) give the embedded file
 //!   under its original name;
 //! - `EncryptionInfo` + `EncryptedPackage` (a password-protected OOXML
-//!   document) is reported encrypted, with its own policy.
+//!   document) is decrypted with a password from the message when one
+//!   fits (MS-OFFCRYPTO agile and standard AES, [`crypto`]), else reported
+//!   encrypted, with its own policy.
 //!
 //! The container itself is scanned whole as well, by the pipeline.
 
+pub mod crypto;
+
 use super::{Budget, Child, ExtractError, Extracted, Stop, display_name};
-use std::io::Cursor;
+use crate::model::FindingKind;
+use std::io::{Cursor, Read};
+use std::time::Instant;
+
+/// Excel opens a workbook encrypted with this password without asking:
+/// "encryption" that only hides the content from gateways.
+const EXCEL_DEFAULT_PASSWORD: &str = "VelvetSweatshop";
+/// Office writes 100 000; the specification allows up to 10 million.
+const MAX_SPIN_COUNT: u32 = 10_000_000;
+
+/// The plain package of an encrypted document, if a password fits.
+fn decrypt_package(
+    cf: &mut cfb::CompoundFile<Cursor<&[u8]>>,
+    budget: &mut Budget,
+) -> Option<(Vec<u8>, Option<crate::model::LimitKind>, String)> {
+    let mut read = |name: &str| -> Option<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let limit = budget.limits.max_object_bytes.saturating_add(4096);
+        cf.open_stream(name)
+            .ok()?
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        Some(bytes)
+    };
+    let info = read("/EncryptionInfo")?;
+    let package = read("/EncryptedPackage")?;
+    let scheme = crypto::parse(&info).ok()?;
+    let until = Instant::now() + budget.passwords.time_left().min(budget.remaining_time());
+    let (key, password) = budget.try_passwords(&[EXCEL_DEFAULT_PASSWORD], |_, password| {
+        crypto::unlock(&scheme, password, MAX_SPIN_COUNT, until)
+            .ok()
+            .flatten()
+    })?;
+    let (cap, kind) = budget.cap();
+    let (mut plain, cut) = crypto::decrypt(
+        &scheme,
+        &key,
+        &package,
+        usize::try_from(cap).unwrap_or(usize::MAX),
+    )
+    .ok()?;
+    let stop = budget.charge(&mut plain).or(cut.then_some(kind));
+    Some((plain, stop, password))
+}
 
 const FORMAT: &str = "ole2";
 
@@ -118,11 +166,27 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if encrypted && name == "EncryptedPackage" {
-            out.children.push(Child {
-                name: Some(label),
-                stopped: Some(Stop::Encrypted),
-                ..Default::default()
-            });
+            match decrypt_package(&mut cf, budget) {
+                Some((plain, stop, password)) => {
+                    out.findings.push(FindingKind::Decrypted {
+                        format: "office".into(),
+                        password,
+                    });
+                    let child = Child {
+                        name: Some(format!("{label} [decrypted]")),
+                        data: plain,
+                        ..Default::default()
+                    };
+                    if out.add(child, stop) {
+                        break;
+                    }
+                }
+                None => out.children.push(Child {
+                    name: Some(label),
+                    stopped: Some(Stop::Encrypted),
+                    ..Default::default()
+                }),
+            }
             continue;
         }
         let stream = match cf.open_stream(path) {

@@ -15,9 +15,17 @@
 //! `obj`, and its end is `/Length` when that is a plain number and lands
 //! on `endstream`, else the next `endstream`. Filters: FlateDecode and
 //! ASCIIHexDecode, in chains; a stream with any other filter is skipped.
+//!
+//! Encrypted PDFs (the Standard security handler, RC4 and AES, [`crypt`])
+//! are opened with the empty user password (the common case: the reader
+//! opens them without asking, the gateway sees only ciphertext) or a
+//! password from the message; streams are decrypted with their object's
+//! key before the filters. One that stays locked is reported encrypted.
 
-use super::{Budget, Child, ExtractError, Extracted};
-use crate::model::LimitKind;
+pub mod crypt;
+
+use super::{Budget, Child, ExtractError, Extracted, Stop};
+use crate::model::{FindingKind, LimitKind};
 
 const FORMAT: &str = "pdf";
 
@@ -166,11 +174,73 @@ fn decode(raw: &[u8], filters: &[String], budget: &mut Budget) -> Option<Decoded
     Some((data, stop))
 }
 
+/// `N G obj` ending where `obj` starts at `at`: the object's number and
+/// generation, which an encrypted stream's key is made from.
+fn object_id(data: &[u8], at: usize) -> Option<(u32, u16)> {
+    let before = data.get(..at)?;
+    let mut end = before.len();
+    let number = |end: &mut usize| -> Option<u64> {
+        while *end > 0 && before[*end - 1].is_ascii_whitespace() {
+            *end -= 1;
+        }
+        let digits_end = *end;
+        while *end > 0 && before[*end - 1].is_ascii_digit() && digits_end - *end < 10 {
+            *end -= 1;
+        }
+        std::str::from_utf8(&before[*end..digits_end])
+            .ok()?
+            .parse()
+            .ok()
+    };
+    let generation = number(&mut end)?;
+    let num = number(&mut end)?;
+    Some((u32::try_from(num).ok()?, u16::try_from(generation).ok()?))
+}
+
+/// How the document's streams are locked, once a password opened them.
+struct Lock {
+    params: crypt::Params,
+    key: crypt::Key,
+}
+
+/// Opens an encrypted document's lock: `Ok(None)` when it is not
+/// encrypted, `Err(())` when no password fits (or the handler is not one
+/// we speak).
+fn unlock(data: &[u8], budget: &mut Budget, out: &mut Extracted) -> Result<Option<Lock>, ()> {
+    let Some(found) = crypt::find(data) else {
+        return Ok(None);
+    };
+    let params = found.map_err(|_| ())?;
+    let (key, password) = budget
+        .try_passwords(&[""], |_, password| {
+            crypt::authenticate(&params, password.as_bytes())
+        })
+        .ok_or(())?;
+    if !password.is_empty() {
+        out.findings.push(FindingKind::Decrypted {
+            format: FORMAT.into(),
+            password,
+        });
+    }
+    Ok(Some(Lock { params, key }))
+}
+
 pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractError> {
     let Some(header) = memchr::memmem::find(&data[..data.len().min(1024)], b"%PDF-") else {
         return Err(ExtractError::malformed(FORMAT, "no %PDF- header"));
     };
     let mut out = Extracted::default();
+    let lock = match unlock(data, budget, &mut out) {
+        Ok(lock) => lock,
+        Err(()) => {
+            out.children.push(Child {
+                name: Some("(encrypted content)".into()),
+                stopped: Some(Stop::Encrypted),
+                ..Default::default()
+            });
+            return Ok(out);
+        }
+    };
     let finder = memchr::memmem::Finder::new(b"stream");
     let (mut embedded, mut objstm) = (0usize, 0usize);
     let mut from = header;
@@ -188,8 +258,9 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             _ => continue,
         };
         let window_start = kw.saturating_sub(4096);
-        let dict_start = memchr::memmem::rfind(&data[window_start..kw], b"obj")
-            .map_or(window_start, |p| window_start + p + 3);
+        let obj_at =
+            memchr::memmem::rfind(&data[window_start..kw], b"obj").map(|p| window_start + p);
+        let dict_start = obj_at.map_or(window_start, |p| p + 3);
         let dict = parse_dict(&data[dict_start..kw]);
         let by_length = dict.length.and_then(|n| {
             let end = start.checked_add(n)?;
@@ -209,7 +280,30 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         if !out.room(budget) {
             break;
         }
-        let Some((bytes, stop)) = decode(&data[start..end], &dict.filters, budget) else {
+        let mut raw = &data[start..end];
+        if by_length.is_none() {
+            // The end of line before `endstream` is not data: AES would
+            // see a torn block.
+            raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+            raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        }
+        let plain;
+        if let Some(lock) = &lock {
+            let method = match kind {
+                Kind::EmbeddedFile => lock.params.embedded_file_method,
+                Kind::ObjectStream => lock.params.stream_method,
+            };
+            let Some((num, generation)) = obj_at.and_then(|at| object_id(data, at)) else {
+                continue;
+            };
+            let Ok(p) = crypt::decrypt(&lock.params, &lock.key, &method, num, generation, raw)
+            else {
+                continue;
+            };
+            plain = p;
+            raw = &plain;
+        }
+        let Some((bytes, stop)) = decode(raw, &dict.filters, budget) else {
             continue;
         };
         let name = match kind {
@@ -233,6 +327,64 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         }
     }
     Ok(out)
+}
+
+/// A PDF encrypted with `params`/`key` carrying `file` as an embedded
+/// file (Flate-compressed, then encrypted), for the sample generators.
+pub fn encrypted_with_attachment(params: &crypt::Params, key: &crypt::Key, file: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to memory cannot fail.
+    let _ = z.write_all(file);
+    let compressed = z.finish().unwrap_or_default();
+    let stream = crypt::encrypt(params, key, &params.embedded_file_method, 4, 0, &compressed);
+    let name = crypt::encrypt(params, key, &params.string_method, 5, 0, b"attachment.bin");
+    let objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(a) 5 0 R] >> >> >>"
+            .to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".to_vec(),
+        {
+            let mut s = format!(
+                "<< /Type /EmbeddedFile /Filter /FlateDecode /Length {} >>\nstream\n",
+                stream.len()
+            )
+            .into_bytes();
+            s.extend_from_slice(&stream);
+            s.extend_from_slice(b"\nendstream");
+            s
+        },
+        format!(
+            "<< /Type /Filespec /F <{}> /EF << /F 4 0 R >> >>",
+            hex::encode(&name)
+        )
+        .into_bytes(),
+        crypt::dict_text(params).into_bytes(),
+    ];
+    let mut out: Vec<u8> = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    let id = hex::encode(&params.id0);
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R /Encrypt 6 0 R /ID [<{id}> <{id}>] >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 #[cfg(test)]

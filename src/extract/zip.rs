@@ -1,6 +1,7 @@
 //! Zip and OOXML. Entries are read from the central directory; declared
 //! sizes decide nothing (they only feed the ratio check as the input size).
-//! Encrypted entries are listed by name. Archives that two readers would
+//! Encrypted entries (ZipCrypto and WinZip AES) are opened with the
+//! passwords learnt from the message, else listed by name. Archives that two readers would
 //! unpack differently (overlapping entries, local headers that disagree with
 //! the central directory, duplicate names) are flagged: that disagreement is
 //! how attachments slip past one scanner and open in another program.
@@ -33,6 +34,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         });
     }
 
+    let mut decrypted_with: Vec<String> = Vec::new();
     for i in 0..archive.len() {
         if !out.room(budget) {
             break;
@@ -56,11 +58,36 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             continue;
         }
         if encrypted {
-            out.children.push(Child {
-                name: Some(name),
-                stopped: Some(Stop::Encrypted),
-                ..Default::default()
+            let opened = budget.try_passwords(&[], |budget, password| {
+                let entry = archive.by_index_decrypt(i, password.as_bytes()).ok()?;
+                // A wrong ZipCrypto password passes the one-byte check once
+                // in 256 tries; the CRC (or AES's HMAC) at the end rejects it.
+                budget.read_capped(entry, compressed).ok()
             });
+            match opened {
+                Some(((data, stop), password)) => {
+                    if !decrypted_with.contains(&password) {
+                        out.findings.push(FindingKind::Decrypted {
+                            format: "zip".into(),
+                            password: password.clone(),
+                        });
+                        decrypted_with.push(password);
+                    }
+                    let child = Child {
+                        name: Some(name),
+                        data,
+                        ..Default::default()
+                    };
+                    if out.add(child, stop) {
+                        break;
+                    }
+                }
+                None => out.children.push(Child {
+                    name: Some(name),
+                    stopped: Some(Stop::Encrypted),
+                    ..Default::default()
+                }),
+            }
             continue;
         }
         let entry = match archive.by_index(i) {

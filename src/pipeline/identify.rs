@@ -31,6 +31,11 @@ pub enum FileType {
     Rar,
     Cab,
     Iso,
+    /// A raw disk or floppy image with FAT file systems (.img, fixed .vhd).
+    FatImage,
+    /// Mac BinHex 4.0 text.
+    BinHex,
+    OneNote,
     Ole2,
     Pdf,
     Rtf,
@@ -86,6 +91,9 @@ impl FileType {
             FileType::Rar => "application/vnd.rar",
             FileType::Cab => "application/vnd.ms-cab-compressed",
             FileType::Iso => "application/x-iso9660-image",
+            FileType::BinHex => "application/mac-binhex40",
+            FileType::FatImage => "application/x-raw-disk-image",
+            FileType::OneNote => "application/onenote",
             FileType::Ole2 => "application/x-ole-storage",
             FileType::Pdf => "application/pdf",
             FileType::Rtf => "text/rtf",
@@ -128,9 +136,14 @@ impl FileType {
             | FileType::Ar
             | FileType::SevenZip
             | FileType::Rar
-            | FileType::Cab => Category::Archive,
-            FileType::Iso => Category::DiskImage,
-            FileType::Ooxml | FileType::Ole2 | FileType::Pdf | FileType::Rtf => Category::Document,
+            | FileType::Cab
+            | FileType::BinHex => Category::Archive,
+            FileType::Iso | FileType::FatImage => Category::DiskImage,
+            FileType::Ooxml
+            | FileType::Ole2
+            | FileType::Pdf
+            | FileType::Rtf
+            | FileType::OneNote => Category::Document,
             FileType::Html | FileType::Text => Category::Text,
             FileType::Mail | FileType::Mbox => Category::Mail,
             FileType::Other(mime) => {
@@ -309,10 +322,17 @@ fn detect_binary(data: &[u8]) -> Option<FileType> {
     if at(0, b"MSCF\0\0\0\0") {
         return Some(FileType::Cab);
     }
+    if crate::extract::is_onenote(data) {
+        return Some(FileType::OneNote);
+    }
     for off in [0x8001, 0x8801, 0x9001] {
         if at(off, b"CD001") || at(off, b"BEA01") || at(off, b"NSR02") || at(off, b"NSR03") {
             return Some(FileType::Iso);
         }
+    }
+    // Last: a boot sector is only a 55AA and a few plausible numbers.
+    if crate::extract::is_fat(data) {
+        return Some(FileType::FatImage);
     }
     None
 }
@@ -340,6 +360,11 @@ fn detect_text(head: &[u8]) -> Option<FileType> {
         } else {
             FileType::Mail
         });
+    }
+    // Inline in a message body it stays text (the body is text); the
+    // text stage decodes it there.
+    if lower.starts_with("(this file must be converted with binhex") {
+        return Some(FileType::BinHex);
     }
     if lower.contains("<hta:application") {
         return Some(FileType::Hta);

@@ -310,7 +310,7 @@ impl<'e> Inspector<'e> {
         let id = state.objects.len();
         // Nothing of an encrypted entry was read: no hashes, no type, only
         // its name (which the name checks still judge).
-        let encrypted = stopped == Some(Stop::Encrypted);
+        let encrypted = matches!(stopped, Some(Stop::Encrypted | Stop::NotRead(_)));
         // IOC feeds and hash lists name files by md5/sha1, never whole
         // messages, and the raw message is the largest object (every
         // attachment again, in base64): it only gets sha256.
@@ -359,6 +359,10 @@ impl<'e> Inspector<'e> {
             Some(Stop::Encrypted) => {
                 state.objects[id].outcome = Outcome::Encrypted;
                 state.builtin(id, FindingKind::Encrypted);
+                return None;
+            }
+            Some(Stop::NotRead(outcome)) => {
+                state.objects[id].outcome = outcome;
                 return None;
             }
             Some(Stop::Limit(kind)) => state.limit(id, kind),
@@ -416,19 +420,12 @@ impl<'e> Inspector<'e> {
         if state.objects[id].outcome != Outcome::Scanned {
             return None;
         }
-        if let Some(format) = extract::unsupported_format(&true_type) {
-            state.unopenable(
-                id,
-                Outcome::Unsupported {
-                    format: format.into(),
-                },
-                format!("{format} (not unpacked by this version)"),
-            );
-            return None;
-        }
         let is_container = extract::is_container(&true_type);
         if true_type == FileType::Text {
             let out = extract::text_children(data, &mut state.budget);
+            for kind in out.findings {
+                state.builtin(id, kind);
+            }
             if let Some(kind) = out.stopped {
                 state.limit(id, kind);
             }
@@ -597,6 +594,9 @@ fn describe(kind: &FindingKind) -> String {
             format!(".{extension} files run code when opened")
         }
         FindingKind::Encrypted => "encrypted content could not be inspected".into(),
+        FindingKind::Decrypted { format, password } => {
+            format!("{format} opened with the password {password:?} found in the message")
+        }
         FindingKind::AmbiguousArchive { reason } => {
             format!("archive reads differently in different tools: {reason}")
         }
