@@ -1263,6 +1263,21 @@ pub fn all() -> Vec<Sample> {
         sample("encrypted_pdf.eml", Mail, message("Statement", "call for the password", &[attachment("application/pdf", "statement.pdf", &crate::extract::encrypted_pdf(&e, 3, "unguessable-9"))]), Quarantine, &["ENCRYPTED"], "RC4-encrypted PDF whose password is not in the message"),
         sample("eicar_iso.eml", Mail, message("Order", "order details in the disk image", &[attachment("application/octet-stream", "order.iso", &crate::extract::iso_image(&[("Order Details.lnk", &lnk("C:\\Windows\\System32\\cmd.exe", "/c payload\\run.bat", "")), ("payload/eicar.com", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR in an ISO 9660 + Joliet + UDF image beside a shortcut"),
         sample("eicar_udf.eml", Mail, message("Order", "order details in the disk image", &[attachment("application/octet-stream", "order.img", &crate::extract::udf_image(&[("eicar.com", &e)]))]), Reject, &["EICAR_Test_File"], "EICAR in a UDF-only image"),
+        sample("corrupt_rar.eml", Mail, message("Files", "the files", &[attachment("application/vnd.rar", "files.rar", &crate::extract::rar_stored(&[("a.txt", &[b'a'; 3000])], true)[..1500])]), Quarantine, &["UNOPENABLE"], "RAR 5 cut off inside its entry"),
+        sample("corrupt_iso.eml", Mail, message("Disk", "disk", &[attachment("application/octet-stream", "disk.iso", &crate::extract::iso_image(&[("a.txt", b"hello")])[..0x8800])]), Quarantine, &["UNOPENABLE"], "ISO cut off after its volume descriptors"),
+        sample("corrupt_img.eml", Mail, message("Disk", "disk", &[attachment("application/octet-stream", "disk.img", &{ let mut img = crate::extract::fat_image(&[("a.txt", b"hello")]); img[11] = 3; img })]), Tag, &["DANGEROUS_EXTENSION"], "FAT image with an impossible sector size: not a disk image, just bytes (still a .img)"),
+        sample("corrupt_onenote.eml", Mail, message("Notes", "notes", &[attachment("application/onenote", "notes.one", &{ let one = crate::extract::onenote_file(&[&[b'x'; 3000]]); one[..one.len() - 1500].to_vec() })]), Quarantine, &["UNOPENABLE"], "OneNote whose embedded file runs past the end"),
+        sample("corrupt_binhex.eml", Mail, message("Mac file", "attached", &[attachment("application/mac-binhex40", "a.hqx", &{ let h = crate::extract::binhex_encode("a.txt", &[b'q'; 3000], b""); h[..h.len() / 2].to_vec() })]), Quarantine, &["UNOPENABLE"], "BinHex block cut in half"),
+        sample("corrupt_encrypted_docx.eml", Mail, message("Salary", "Password: Summer-2024", &[attachment("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "salary.docx", &{
+            let (info, mut package) = crate::extract::office_encrypt(&zip(&[("a.txt", b"hello")]), "Summer-2024");
+            // Garble the cipher block holding the zip's end of central directory.
+            let n = package.len();
+            package[n - 20] ^= 0xff;
+            let mut cf = new_cf();
+            put_stream(&mut cf, "/EncryptionInfo", &info);
+            put_stream(&mut cf, "/EncryptedPackage", &package);
+            finish_cf(cf)
+        })]), Quarantine, &["DECRYPTED", "UNOPENABLE"], "encrypted Word document whose package is damaged: decrypts to a broken zip"),
         sample("duplicate_attachments.eml", Mail, message("Twice", "twice", &[attachment("application/pdf", "a.pdf", &clean_pdf()), attachment("application/pdf", "b.pdf", &clean_pdf())]), Accept, &[], "the same PDF twice: scanned once"),
     ];
     // Every message sample also with bare LF line endings.

@@ -9,11 +9,18 @@
 pub mod store;
 
 use super::{Budget, Child, ExtractError, Extracted};
-use crate::model::LimitKind;
+use crate::model::{FindingKind, LimitKind};
 
 pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractError> {
     let (found, cut) = store::embedded_files(data, budget.limits.max_objects);
     let mut out = Extracted::default();
+    if found.iter().any(|e| e.truncated) {
+        // Its length runs past the file: cut off in transit, or a length
+        // made to confuse readers. Either way, not what OneNote shows.
+        out.findings.push(FindingKind::Unopenable {
+            format: "onenote: embedded file cut short".into(),
+        });
+    }
     for (i, embedded) in found.iter().enumerate() {
         if !out.room(budget) {
             break;
