@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 pub mod clients;
 mod events;
+mod formats;
 mod hostile;
 mod lifecycle;
 mod milter;

@@ -22,6 +22,8 @@ fn engine() -> &'static Engine {
                 max_ratio: 100,
                 ratio_floor_bytes: 256 << 10,
                 time_budget: Duration::from_secs(2),
+                max_password_candidates: 4,
+                password_time: Duration::from_millis(200),
             },
             ..Config::defaults()
         };

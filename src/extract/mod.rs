@@ -55,8 +55,8 @@ pub fn rar_stored(files: &[(&str, &[u8])], rar5: bool) -> Vec<u8> {
     }
 }
 
-/// An Office package encrypted as Office 2010+ writes it: (EncryptionInfo,
-/// EncryptedPackage).
+/// An Office package encrypted as Office 2010+ writes it (agile, AES-256,
+/// SHA-512, 100 000 rounds): (EncryptionInfo, EncryptedPackage).
 pub fn office_encrypt(package: &[u8], password: &str) -> (Vec<u8>, Vec<u8>) {
     ole::crypto::encrypt_agile(package, password, 100_000)
 }
@@ -244,17 +244,18 @@ impl Budget {
         self.deadline
     }
 
-    /// Tries the learnt passwords (after `extra`) with `attempt`, which may
-    /// itself spend this budget. The password that worked comes back with
-    /// what `attempt` returned.
+    /// Tries the learnt passwords (after `first`, before `last`) with
+    /// `attempt`, which may itself spend this budget. The password that
+    /// worked comes back with what `attempt` returned.
     pub fn try_passwords<T>(
         &mut self,
-        extra: &[&str],
+        first: &[&str],
+        last: &[&str],
         mut attempt: impl FnMut(&mut Budget, &str) -> Option<T>,
     ) -> Option<(T, String)> {
         let mut passwords = std::mem::take(&mut self.passwords);
         let deadline = self.deadline;
-        let found = passwords.try_each(extra, deadline, |pw| attempt(self, pw));
+        let found = passwords.try_each(first, last, deadline, |pw| attempt(self, pw));
         self.passwords = passwords;
         found
     }

@@ -46,7 +46,7 @@ fn decrypt_package(
     let package = read("/EncryptedPackage")?;
     let scheme = crypto::parse(&info).ok()?;
     let until = Instant::now() + budget.passwords.time_left().min(budget.remaining_time());
-    let (key, password) = budget.try_passwords(&[EXCEL_DEFAULT_PASSWORD], |_, password| {
+    let (key, password) = budget.try_passwords(&[], &[EXCEL_DEFAULT_PASSWORD], |_, password| {
         crypto::unlock(&scheme, password, MAX_SPIN_COUNT, until)
             .ok()
             .flatten()

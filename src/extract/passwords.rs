@@ -141,13 +141,12 @@ impl Passwords {
         }
     }
 
-    /// Adds a word, trimmed of the punctuation around it. After a keyword
-    /// also as written, when that differs: a password may end in a full
-    /// stop.
+    /// Adds a word, trimmed of the quotes, brackets and sentence
+    /// punctuation around it ("(password: 8812)." gives 8812). After a
+    /// keyword also as written, when that differs: a password may end in a
+    /// full stop.
     fn push(&mut self, rank: Rank, word: &str) {
-        let trimmed = word
-            .trim_matches(|c: char| "\"'«»“”‘’„()[]<>{}*".contains(c))
-            .trim_end_matches(['.', ',', ';', '!', '?']);
+        let trimmed = word.trim_matches(|c: char| "\"'«»“”‘’„()[]<>{}*.,;:!?".contains(c));
         let as_written = if rank == Rank::AfterKeyword {
             word
         } else {
@@ -192,15 +191,19 @@ impl Passwords {
 
     /// Tries candidates with `attempt` until one opens the lock, the
     /// candidates run out, or the per-message password time (or `deadline`)
-    /// is spent. `extra` are tried first (a PDF's empty user password).
+    /// is spent. `first` are tried before the learnt ones (a PDF's empty
+    /// user password, which costs nothing), `last` after them (Excel's
+    /// built-in password, which costs a full key derivation).
     pub fn try_each<T>(
         &mut self,
-        extra: &[&str],
+        first: &[&str],
+        last: &[&str],
         deadline: Instant,
         mut attempt: impl FnMut(&str) -> Option<T>,
     ) -> Option<(T, String)> {
-        let mut list: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut list: Vec<String> = first.iter().map(|s| s.to_string()).collect();
         list.extend(self.candidates());
+        list.extend(last.iter().map(|s| s.to_string()));
         for candidate in list {
             let now = Instant::now();
             if self.spent >= self.time || now >= deadline {
@@ -309,6 +312,10 @@ mod tests {
         assert_eq!(learnt("mot de passe : « Facture99 »")[0], "Facture99");
         assert_eq!(learnt("пароль 5566")[0], "5566");
         assert_eq!(learnt("Zip pw - abc")[0], "abc");
+        assert_eq!(
+            learnt("the document is protected (password: 8812).")[0],
+            "8812"
+        );
     }
 
     #[test]
@@ -336,7 +343,7 @@ mod tests {
         p.learn("one two three four five six seven");
         let mut tried = 0;
         let got: Option<((), String)> =
-            p.try_each(&[], Instant::now() + Duration::from_secs(5), |_| {
+            p.try_each(&[], &[], Instant::now() + Duration::from_secs(5), |_| {
                 tried += 1;
                 std::thread::sleep(Duration::from_millis(10));
                 None
@@ -349,7 +356,7 @@ mod tests {
 
         let mut p = Passwords::new(32, Duration::from_secs(1));
         p.learn("alpha beta gamma");
-        let got = p.try_each(&[""], Instant::now() + Duration::from_secs(5), |pw| {
+        let got = p.try_each(&[""], &[], Instant::now() + Duration::from_secs(5), |pw| {
             (pw == "beta").then_some(7)
         });
         assert_eq!(got, Some((7, "beta".to_string())));

@@ -13,8 +13,11 @@
 //! This is a tolerant token scan, not a full parser: a stream is found by
 //! its `stream` keyword, its dictionary is the text since the preceding
 //! `obj`, and its end is `/Length` when that is a plain number and lands
-//! on `endstream`, else the next `endstream`. Filters: FlateDecode and
-//! ASCIIHexDecode, in chains; a stream with any other filter is skipped.
+//! on `endstream`, else the next `endstream`. Filters: FlateDecode,
+//! ASCIIHexDecode, ASCII85Decode and LZWDecode, in chains (no predictors);
+//! a stream with any other filter is skipped. An embedded file takes the
+//! name its file specification gives it (`/UF`, `/F`), else
+//! `embedded-file-N`.
 //!
 //! Encrypted PDFs (the Standard security handler, RC4 and AES, [`crypt`])
 //! are opened with the empty user password (the common case: the reader
@@ -140,6 +143,136 @@ fn hex_decode(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// ASCII85 (`<~ … ~>` without the brackets): five characters for four
+/// bytes, `z` for four zeros. `None` on a character outside the alphabet.
+fn ascii85_decode(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 5 * 4 + 4);
+    let mut group = [0u8; 5];
+    let mut n = 0;
+    let body = data.strip_prefix(b"<~").unwrap_or(data);
+    for &b in body {
+        match b {
+            b'~' => break,
+            b'z' if n == 0 => out.extend_from_slice(&[0; 4]),
+            b'!'..=b'u' => {
+                group[n] = b - b'!';
+                n += 1;
+                if n == 5 {
+                    let v = group.iter().fold(0u64, |acc, &d| acc * 85 + u64::from(d));
+                    // Five digits can exceed 32 bits only in damaged data.
+                    out.extend_from_slice(&(v as u32).to_be_bytes());
+                    n = 0;
+                }
+            }
+            b if b.is_ascii_whitespace() => {}
+            _ => return None,
+        }
+    }
+    if n > 1 {
+        // A final partial group is padded with 'u' and yields n-1 bytes.
+        for d in group.iter_mut().skip(n) {
+            *d = 84;
+        }
+        let v = group.iter().fold(0u64, |acc, &d| acc * 85 + u64::from(d));
+        out.extend_from_slice(&(v as u32).to_be_bytes()[..n - 1]);
+    }
+    Some(out)
+}
+
+/// PDF's LZW (TIFF-style codes of 9 to 12 bits, 256 clear, 257 end, the
+/// code width growing one code early as /EarlyChange 1, the default,
+/// says). At most `cap` bytes; true when that cut the output.
+fn lzw_decode(data: &[u8], cap: usize) -> (Vec<u8>, bool) {
+    let mut out: Vec<u8> = Vec::new();
+    // Each entry: (prefix code or u16::MAX, last byte, length).
+    let mut table: Vec<(u16, u8, u32)> = Vec::with_capacity(4096);
+    let reset = |table: &mut Vec<(u16, u8, u32)>| {
+        table.clear();
+        table.extend((0..=255u8).map(|b| (u16::MAX, b, 1)));
+        table.push((u16::MAX, 0, 0));
+        table.push((u16::MAX, 0, 0));
+    };
+    reset(&mut table);
+    let (mut bits, mut acc, mut width) = (0u32, 0u32, 9u32);
+    let mut prev: Option<u16> = None;
+    let mut scratch: Vec<u8> = Vec::new();
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= width {
+            let code = ((acc >> (bits - width)) & ((1 << width) - 1)) as u16;
+            bits -= width;
+            acc &= (1 << bits) - 1;
+            match code {
+                256 => {
+                    reset(&mut table);
+                    width = 9;
+                    prev = None;
+                    continue;
+                }
+                257 => return (out, false),
+                _ => {}
+            }
+            // The string for `code`; the KwKwK case is the one code not in
+            // the table yet.
+            let first_of = |table: &[(u16, u8, u32)], mut c: u16| -> u8 {
+                while let Some(&(p, byte, _)) = table.get(usize::from(c)) {
+                    if p == u16::MAX {
+                        return byte;
+                    }
+                    c = p;
+                }
+                0
+            };
+            let known = usize::from(code) < table.len();
+            let entry = match (known, prev) {
+                (true, _) => code,
+                (false, Some(p)) if usize::from(code) == table.len() => {
+                    let first = first_of(&table, p);
+                    let len = table[usize::from(p)].2 + 1;
+                    table.push((p, first, len));
+                    prev = None;
+                    code
+                }
+                // Damage: a code from nowhere ends the stream.
+                _ => return (out, false),
+            };
+            scratch.clear();
+            let mut c = entry;
+            while let Some(&(p, byte, _)) = table.get(usize::from(c)) {
+                scratch.push(byte);
+                if p == u16::MAX || scratch.len() > 4096 {
+                    break;
+                }
+                c = p;
+            }
+            scratch.reverse();
+            if let Some(p) = prev
+                && table.len() < 4096
+            {
+                let len = table[usize::from(p)].2 + 1;
+                table.push((p, scratch[0], len));
+            }
+            let room = cap.saturating_sub(out.len());
+            if scratch.len() > room {
+                out.extend_from_slice(&scratch[..room]);
+                return (out, true);
+            }
+            out.extend_from_slice(&scratch);
+            prev = Some(entry);
+            // EarlyChange: the width grows when the next code would need it.
+            width = match table.len() + 1 {
+                n if n >= 4096 => 12,
+                n if n >= 2048 => 12,
+                n if n >= 1024 => 11,
+                n if n >= 512 => 10,
+                _ => 9,
+            };
+        }
+    }
+    (out, false)
+}
+
 /// Decoded bytes, and the limit that cut them short if one did.
 type Decoded = (Vec<u8>, Option<LimitKind>);
 
@@ -162,6 +295,16 @@ fn decode(raw: &[u8], filters: &[String], budget: &mut Budget) -> Option<Decoded
                 data = hex_decode(&data);
                 stop = stop.or(budget.charge(&mut data));
             }
+            "ASCII85Decode" | "A85" => {
+                data = ascii85_decode(&data)?;
+                stop = stop.or(budget.charge(&mut data));
+            }
+            "LZWDecode" | "LZW" => {
+                let (cap, kind) = budget.cap();
+                let (mut out, cut) = lzw_decode(&data, usize::try_from(cap).unwrap_or(usize::MAX));
+                stop = stop.or(budget.charge(&mut out)).or(cut.then_some(kind));
+                data = out;
+            }
             _ => return None,
         }
         if stop.is_some() {
@@ -177,23 +320,7 @@ fn decode(raw: &[u8], filters: &[String], budget: &mut Budget) -> Option<Decoded
 /// `N G obj` ending where `obj` starts at `at`: the object's number and
 /// generation, which an encrypted stream's key is made from.
 fn object_id(data: &[u8], at: usize) -> Option<(u32, u16)> {
-    let before = data.get(..at)?;
-    let mut end = before.len();
-    let number = |end: &mut usize| -> Option<u64> {
-        while *end > 0 && before[*end - 1].is_ascii_whitespace() {
-            *end -= 1;
-        }
-        let digits_end = *end;
-        while *end > 0 && before[*end - 1].is_ascii_digit() && digits_end - *end < 10 {
-            *end -= 1;
-        }
-        std::str::from_utf8(&before[*end..digits_end])
-            .ok()?
-            .parse()
-            .ok()
-    };
-    let generation = number(&mut end)?;
-    let num = number(&mut end)?;
+    let (num, generation) = crypt::obj_header_before(data, at)?;
     Some((u32::try_from(num).ok()?, u16::try_from(generation).ok()?))
 }
 
@@ -212,7 +339,7 @@ fn unlock(data: &[u8], budget: &mut Budget, out: &mut Extracted) -> Result<Optio
     };
     let params = found.map_err(|_| ())?;
     let (key, password) = budget
-        .try_passwords(&[""], |_, password| {
+        .try_passwords(&[""], &[], |_, password| {
             crypt::authenticate(&params, password.as_bytes())
         })
         .ok_or(())?;
@@ -241,6 +368,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             return Ok(out);
         }
     };
+    let names = crypt::embedded_file_names(data, lock.as_ref().map(|l| (&l.params, &l.key)));
     let finder = memchr::memmem::Finder::new(b"stream");
     let (mut embedded, mut objstm) = (0usize, 0usize);
     let mut from = header;
@@ -309,7 +437,11 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         let name = match kind {
             Kind::EmbeddedFile => {
                 embedded += 1;
-                format!("embedded-file-{embedded}")
+                let own = obj_at
+                    .and_then(|at| object_id(data, at))
+                    .and_then(|(num, _)| names.iter().find(|(n, _)| *n == num))
+                    .map(|(_, name)| super::display_name(name));
+                own.unwrap_or_else(|| format!("embedded-file-{embedded}"))
             }
             Kind::ObjectStream => {
                 objstm += 1;
@@ -390,6 +522,127 @@ pub fn encrypted_with_attachment(params: &crypt::Params, key: &crypt::Key, file:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain LZW encoder (EarlyChange 1), to test the decoder against.
+    fn lzw_encode(data: &[u8]) -> Vec<u8> {
+        use std::collections::HashMap;
+        let mut dict: HashMap<Vec<u8>, u16> =
+            (0..=255u8).map(|b| (vec![b], u16::from(b))).collect();
+        let mut next = 258u16;
+        let (mut acc, mut bits, mut width) = (0u64, 0u32, 9u32);
+        let mut out = Vec::new();
+        let mut emit = |code: u16, width: u32, acc: &mut u64, bits: &mut u32| {
+            *acc = (*acc << width) | u64::from(code);
+            *bits += width;
+            while *bits >= 8 {
+                out.push((*acc >> (*bits - 8)) as u8);
+                *bits -= 8;
+            }
+        };
+        emit(256, width, &mut acc, &mut bits);
+        let mut w: Vec<u8> = Vec::new();
+        for &b in data {
+            let mut wb = w.clone();
+            wb.push(b);
+            if dict.contains_key(&wb) {
+                w = wb;
+                continue;
+            }
+            emit(dict[&w], width, &mut acc, &mut bits);
+            dict.insert(wb, next);
+            next += 1;
+            if next + 1 >= 4096 {
+                emit(256, width, &mut acc, &mut bits);
+                dict.retain(|k, _| k.len() == 1);
+                next = 258;
+                width = 9;
+            } else if u32::from(next) >= (1 << width) {
+                // The decoder's table is one entry behind ours, and it
+                // widens one code early (EarlyChange 1): the same code.
+                width += 1;
+            }
+            w = vec![b];
+        }
+        if !w.is_empty() {
+            emit(dict[&w], width, &mut acc, &mut bits);
+        }
+        emit(257, width, &mut acc, &mut bits);
+        if bits > 0 {
+            out.push((acc << (8 - bits)) as u8);
+        }
+        out
+    }
+
+    #[test]
+    fn encrypted_documents_open_with_the_right_password_only() {
+        for (r, user) in [(2, ""), (3, "pw-7"), (4, ""), (6, "pw-7")] {
+            let (params, key) = crypt::new_params(r, user.as_bytes(), b"owner");
+            let pdf = encrypted_with_attachment(&params, &key, b"payload bytes");
+            let mut b = budget();
+            b.passwords.learn("the password is pw-7");
+            let out = extract(&pdf, &mut b).unwrap();
+            assert_eq!(out.children.len(), 1, "r{r}");
+            // The name comes from the (encrypted) file specification.
+            assert_eq!(
+                out.children[0].name.as_deref(),
+                Some("attachment.bin"),
+                "r{r}"
+            );
+            assert_eq!(out.children[0].data, b"payload bytes", "r{r}");
+            assert_eq!(
+                out.findings.is_empty(),
+                user.is_empty(),
+                "r{r}: {:?}",
+                out.findings
+            );
+
+            if !user.is_empty() {
+                let out = extract(&pdf, &mut budget()).unwrap();
+                assert_eq!(out.children[0].stopped, Some(Stop::Encrypted), "r{r}");
+                assert!(out.children[0].data.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn lzw_and_ascii85_decode() {
+        // The example of ISO 32000-1 §7.4.4.2 encodes "-----A---B" as these
+        // nine-bit codes: 256 45 258 258 65 259 66 257.
+        let codes = [256u16, 45, 258, 258, 65, 259, 66, 257];
+        let mut packed = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in codes {
+            acc = (acc << 9) | u32::from(c);
+            bits += 9;
+            while bits >= 8 {
+                packed.push((acc >> (bits - 8)) as u8);
+                bits -= 8;
+                acc &= (1 << bits) - 1;
+            }
+        }
+        packed.push((acc << (8 - bits)) as u8);
+        assert_eq!(lzw_decode(&packed, 1000), (b"-----A---B".to_vec(), false));
+
+        let text: Vec<u8> = (0..20_000u32)
+            .map(|i| b"abcabcabd"[(i % 9) as usize] ^ (i / 997) as u8)
+            .collect();
+        assert_eq!(
+            lzw_decode(&lzw_encode(&text), usize::MAX),
+            (text.clone(), false)
+        );
+        assert_eq!(
+            lzw_decode(&lzw_encode(&text), 100),
+            (text[..100].to_vec(), true)
+        );
+        for cut in 0..200 {
+            let _ = lzw_decode(&lzw_encode(&text)[..cut], usize::MAX);
+        }
+
+        assert_eq!(ascii85_decode(b"BOu!rDZ~>"), Some(b"hello".to_vec()));
+        assert_eq!(ascii85_decode(b"<~z!!~>"), Some(vec![0, 0, 0, 0, 0]));
+        assert_eq!(ascii85_decode(b"BOu!\n rDZ"), Some(b"hello".to_vec()));
+        assert_eq!(ascii85_decode(b"BO{u"), None);
+    }
     use crate::extract::test_budget as budget;
 
     #[test]
@@ -403,7 +656,8 @@ mod tests {
                 .find(|c| c.name.as_deref() == Some(n))
                 .unwrap()
         };
-        assert_eq!(find("embedded-file-1").data, b"attached bytes");
+        // Named by its file specification's /F.
+        assert_eq!(find("attachment.bin").data, b"attached bytes");
         assert!(String::from_utf8_lossy(&find("object-stream-1").data).contains("/JavaScript"));
     }
 

@@ -50,7 +50,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         Ok(archive) => archive,
         Err(e) if locked(&e) => {
             // Encrypted headers: the names are ciphertext too.
-            let opened = budget.try_passwords(&[], |_, candidate| {
+            let opened = budget.try_passwords(&[], &[], |_, candidate| {
                 let pw = password(candidate);
                 read_archive(data, &pw).ok().map(|a| (a, pw))
             });
@@ -71,7 +71,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     let first_locked = (0..archive.files.len()).find(|&i| archive.is_file_encrypted(i));
     let mut pw = Password::empty();
     if let Some(target) = first_locked {
-        let opened = budget.try_passwords(&[], |_, candidate| {
+        let opened = budget.try_passwords(&[], &[], |_, candidate| {
             let pw = password(candidate);
             probe(&archive, data, &pw, target).then_some(pw)
         });

@@ -58,7 +58,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             continue;
         }
         if encrypted {
-            let opened = budget.try_passwords(&[], |budget, password| {
+            let opened = budget.try_passwords(&[], &[], |budget, password| {
                 let entry = archive.by_index_decrypt(i, password.as_bytes()).ok()?;
                 // A wrong ZipCrypto password passes the one-byte check once
                 // in 256 tries; the CRC (or AES's HMAC) at the end rejects it.

@@ -363,7 +363,8 @@ fn detect_text(head: &[u8]) -> Option<FileType> {
     }
     // Inline in a message body it stays text (the body is text); the
     // text stage decodes it there.
-    if lower.starts_with("(this file must be converted with binhex") {
+    // "…with BinHex 4.0)"; macutils writes "…; you knew that already.)".
+    if lower.starts_with("(this file must be converted") {
         return Some(FileType::BinHex);
     }
     if lower.contains("<hta:application") {

@@ -752,7 +752,7 @@ fn read_back(pdf: &[u8], i: &mut usize, digits: bool) -> Option<u64> {
 }
 
 /// Does `N G obj` end right before `obj_pos` (the position of "obj")?
-fn obj_header_before(pdf: &[u8], obj_pos: usize) -> Option<(u64, u64)> {
+pub(super) fn obj_header_before(pdf: &[u8], obj_pos: usize) -> Option<(u64, u64)> {
     let mut i = obj_pos;
     read_back(pdf, &mut i, false)?;
     let g = read_back(pdf, &mut i, true)?;
@@ -774,6 +774,81 @@ fn resolve(pdf: &[u8], num: u32, generation: u16) -> Option<Result<Obj, Error>> 
         }
     }
     None
+}
+
+/// At most this many file specifications are read for names.
+const MAX_FILESPECS: usize = 1000;
+
+/// The names of embedded files, by the object number of their
+/// `/EmbeddedFile` stream: each file specification (`/EF << /F 4 0 R >>`)
+/// names its stream with `/UF` (UTF-16 or UTF-8) or `/F`. Strings of an
+/// encrypted document are decrypted with the file specification's own
+/// object key. The parser is this module's, shared because names are
+/// strings and strings may be encrypted.
+pub fn embedded_file_names(pdf: &[u8], lock: Option<(&Params, &Key)>) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while out.len() < MAX_FILESPECS {
+        let Some(at) = find_from(pdf, b"/EF", from) else {
+            break;
+        };
+        from = at + 3;
+        // Its object starts near: a bounded look back keeps a file full of
+        // "/EF" and no "obj" linear.
+        let window = at.saturating_sub(64 << 10);
+        let Some(obj) = pdf
+            .get(window..at)
+            .and_then(|w| rfind_token(w, b"obj", w.len(), true))
+            .map(|i| i + window)
+        else {
+            continue;
+        };
+        let Some((num, generation)) = obj_header_before(pdf, obj) else {
+            continue;
+        };
+        let Ok(Obj::Dict(spec)) = parse_at(pdf, obj + 3) else {
+            continue;
+        };
+        let Some(Obj::Dict(ef)) = dget(&spec, b"EF") else {
+            continue;
+        };
+        let Some(Obj::Ref(stream, _)) = dget(ef, b"UF").or_else(|| dget(ef, b"F")) else {
+            continue;
+        };
+        let Some(Obj::Str(raw)) = dget(&spec, b"UF").or_else(|| dget(&spec, b"F")) else {
+            continue;
+        };
+        let raw = match lock {
+            Some((params, key)) => {
+                let (Ok(n), Ok(g)) = (u32::try_from(num), u16::try_from(generation)) else {
+                    continue;
+                };
+                match decrypt(params, key, &params.string_method, n, g, raw) {
+                    Ok(plain) => plain,
+                    Err(_) => continue,
+                }
+            }
+            None => raw.clone(),
+        };
+        out.push((*stream, text_string(&raw)));
+    }
+    out
+}
+
+/// A PDF text string: UTF-16BE with a byte order mark, UTF-8 with one
+/// (PDF 2.0), else PDFDocEncoding, read here as Latin-1.
+fn text_string(raw: &[u8]) -> String {
+    if let Some(utf16) = raw.strip_prefix(&[0xfe, 0xff]) {
+        let units: Vec<u16> = utf16
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    if let Some(utf8) = raw.strip_prefix(&[0xef, 0xbb, 0xbf]) {
+        return String::from_utf8_lossy(utf8).into_owned();
+    }
+    raw.iter().map(|&b| char::from(b)).collect()
 }
 
 /// The trailer (or cross-reference stream) dictionary found at `pos`.
