@@ -60,8 +60,8 @@ impl Default for Limits {
             max_ratio: 250,
             ratio_floor_bytes: 1 << 20,
             time_budget: Duration::from_secs(10),
-            max_password_candidates: 32,
-            password_time: Duration::from_secs(2),
+            max_password_candidates: 16,
+            password_time: Duration::from_secs(1),
         }
     }
 }

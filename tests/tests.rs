@@ -7,6 +7,7 @@ mod util;
 mod browser;
 mod cli;
 pub mod clients;
+mod deploy;
 mod events;
 mod formats;
 mod hostile;

@@ -1,0 +1,128 @@
+//! The files in deploy/ that can be checked here, checked by the tools
+//! that consume them: systemd's own analyzer for the unit, sysusers and
+//! tmpfiles applied to a scratch root. (The MTA recipes are exercised by
+//! the door tests: deploy/postfix by tests/milter.rs, deploy/haraka and
+//! deploy/rspamd-proxy by tests/clients.rs.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
+}
+
+fn output(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program}: {e} (systemd's tools are part of Debian's systemd)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The unit with ExecStart pointing at this build's binary: `verify`
+/// checks that the executable exists.
+fn unit_for_this_build(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(deploy("systemd/portcullis.service")).expect("unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/portcullis serve"));
+    let unit = unit.replace(
+        "/usr/local/bin/portcullis",
+        env!("CARGO_BIN_EXE_portcullis"),
+    );
+    let path = dir.join("portcullis.service");
+    std::fs::write(&path, unit).expect("write unit");
+    path
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_is_sandboxed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = unit_for_this_build(dir.path());
+    let unit = unit.to_str().expect("utf-8 path");
+    let (ok, text) = output("systemd-analyze", &["verify", unit]);
+    assert!(
+        ok && text.trim().is_empty(),
+        "systemd-analyze verify: {text}"
+    );
+
+    // systemd's exposure score: 0 is fully sandboxed, 10 not at all; under
+    // 2 is what systemd calls "OK". A change that loosens the sandbox
+    // fails here.
+    let (_, text) = output(
+        "systemd-analyze",
+        &["security", "--offline=true", "--no-pager", unit],
+    );
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("portcullis.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(score <= 2.0, "exposure {score}: {text}");
+}
+
+#[test]
+fn sysusers_and_tmpfiles_create_the_user_and_directories() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path().to_str().expect("utf-8 path");
+    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+    let sysusers = deploy("systemd/portcullis.sysusers.conf");
+    let (ok, text) = output(
+        "systemd-sysusers",
+        &[&format!("--root={r}"), sysusers.to_str().expect("path")],
+    );
+    assert!(ok, "systemd-sysusers: {text}");
+    let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).expect("passwd");
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("portcullis:"))
+        .unwrap_or_else(|| panic!("no portcullis user in {passwd}"));
+    // A system user without a login shell, at home in its state directory.
+    let fields: Vec<&str> = user.split(':').collect();
+    assert!(fields[2].parse::<u32>().expect("uid") < 1000, "{user}");
+    assert_eq!(fields[5], "/var/lib/portcullis");
+    assert!(fields[6].ends_with("nologin"), "{user}");
+
+    let tmpfiles = deploy("systemd/portcullis.tmpfiles.conf");
+    let (ok, text) = output(
+        "systemd-tmpfiles",
+        &[
+            "--create",
+            &format!("--root={r}"),
+            tmpfiles.to_str().expect("path"),
+        ],
+    );
+    assert!(ok, "systemd-tmpfiles: {text}");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for (dir, mode) in [
+        ("var/lib/portcullis", 0o750),
+        ("var/lib/portcullis/quarantine", 0o750),
+        ("etc/portcullis", 0o750),
+    ] {
+        let meta =
+            std::fs::metadata(root.path().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert!(meta.is_dir(), "{dir}");
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "{dir}");
+        // Owned by the group sysusers just made (no world access at all).
+        assert_eq!(meta.gid().to_string(), fields[3], "{dir}");
+    }
+}
+
+#[test]
+fn the_unit_runs_the_shipped_config_which_checks() {
+    // The unit points at /etc/portcullis/portcullis.toml; deploy/ ships it.
+    let config = deploy("portcullis.toml");
+    let (ok, text) = output(
+        env!("CARGO_BIN_EXE_portcullis"),
+        &["config", "check", config.to_str().expect("path")],
+    );
+    assert!(ok, "portcullis config check: {text}");
+}
