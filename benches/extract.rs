@@ -12,6 +12,8 @@
 //!   every candidate is tried until `limits.max_password_candidates` or
 //!   `limits.password_time` stops it: the most a message can make us spend
 //!   on passwords, which is what an attacker would aim for.
+//! - `campaign/cache-{off,on}`: one 1 MiB zip sent in many different
+//!   messages, with the result cache off and on.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis::samples::{
@@ -147,5 +149,45 @@ fn password(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, unpack, password);
+/// A campaign: the same 1 MiB zip to many recipients, each message
+/// otherwise different. With the result cache the attachment is unpacked
+/// and scanned once; without it, every time.
+fn campaign(c: &mut Criterion) {
+    let data = payload();
+    let e = eicar();
+    let z = zip(&[("report.txt", &data), ("eicar.com", &e)]);
+    let mut off = Config::defaults();
+    off.cache.entries = 0;
+    let engines = [
+        (
+            "cache-off",
+            Engine::new(off, RuleSet::bundled().expect("rules")),
+        ),
+        (
+            "cache-on",
+            Engine::new(Config::defaults(), RuleSet::bundled().expect("rules")),
+        ),
+    ];
+    let mut group = c.benchmark_group("campaign");
+    group.throughput(Throughput::Elements(1));
+    for (name, engine) in &engines {
+        let mut inspector = engine.inspector();
+        let mut n = 0u64;
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                n += 1;
+                let m = mail(
+                    "Invoice",
+                    &format!("Dear customer {n}, see attached."),
+                    "invoice.zip",
+                    &z,
+                );
+                black_box(inspector.inspect(&m).expect("inspect"))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, unpack, password, campaign);
 criterion_main!(benches);

@@ -524,6 +524,30 @@ impl Default for LifecycleConfig {
     }
 }
 
+/// Results of inspecting an attachment, kept for the next message that
+/// carries the same bytes (a campaign sends one attachment to thousands of
+/// recipients). Per engine: a rule or config reload starts it empty, so an
+/// entry always holds what the running rules and limits would decide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Attachments remembered; 0 turns the cache off.
+    pub entries: usize,
+    /// Memory for them (object lists and findings, not file bytes).
+    pub max_bytes: usize,
+    /// Smaller objects are cheaper to inspect again than to look up.
+    pub min_object_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: 10_000,
+            max_bytes: 64 << 20,
+            min_object_bytes: 4096,
+        }
+    }
+}
+
 /// Publishing verdicts: the events table, the stream and the JSON Lines
 /// audit log. Webhooks are separate ([`WebhookConfig`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -636,6 +660,7 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ConfigError> 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub milter: MilterConfig,
+    pub cache: CacheConfig,
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub server: ServerConfig,
@@ -741,6 +766,16 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     webhooks: Vec<RawWebhook>,
+    #[serde(default)]
+    cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    entries: Option<usize>,
+    max_bytes: Option<usize>,
+    min_object_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1062,7 +1097,16 @@ impl RawConfig {
         let digest = validate_digest(self.digest, d.digest)?;
         let events = validate_events(self.events, d.events)?;
         let webhooks = validate_webhooks(self.webhooks)?;
+        let cache = CacheConfig {
+            entries: self.cache.entries.unwrap_or(d.cache.entries),
+            max_bytes: self.cache.max_bytes.unwrap_or(d.cache.max_bytes),
+            min_object_bytes: self
+                .cache
+                .min_object_bytes
+                .unwrap_or(d.cache.min_object_bytes),
+        };
         Ok(Config {
+            cache,
             milter,
             limits,
             policy,

@@ -5,6 +5,7 @@ mod openapi;
 mod util;
 
 mod browser;
+mod cache;
 mod cli;
 pub mod clients;
 mod deploy;

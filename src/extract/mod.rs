@@ -308,6 +308,17 @@ impl Budget {
         stop
     }
 
+    /// Bytes the total limit still allows.
+    pub fn remaining_total(&self) -> u64 {
+        self.limits.max_total_bytes.saturating_sub(self.unpacked)
+    }
+
+    /// Accounts for bytes unpacked elsewhere (a result reused from the
+    /// cache), as if unpacked here.
+    pub fn spend(&mut self, bytes: u64) {
+        self.unpacked = self.unpacked.saturating_add(bytes);
+    }
+
     /// The most one more object may hold, and the limit that says so.
     pub fn cap(&self) -> (u64, LimitKind) {
         let remaining_total = self.limits.max_total_bytes.saturating_sub(self.unpacked);

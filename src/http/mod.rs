@@ -101,6 +101,12 @@ impl Gateway {
             ready: self.ready().await.is_ok(),
             quarantine_open: self.store.db.open_count().await.unwrap_or(-1),
             rule_times: self.pool.rule_times(&engine.rules.version),
+            cache: (
+                engine.cache.len(),
+                engine.cache.bytes(),
+                engine.cache.hits.load(Relaxed),
+                engine.cache.misses.load(Relaxed),
+            ),
         }
     }
 

@@ -187,7 +187,12 @@ async fn preview_handler(
         }
     }
     let live = gw.pool.engine();
+    // Its own (empty) result cache: the live one holds the live rules'
+    // results.
     let candidate = Engine {
+        cache: Arc::new(crate::pipeline::cache::ResultCache::new(
+            live.config.cache.clone(),
+        )),
         config: Arc::clone(&live.config),
         rules: Arc::new(candidate),
     };

@@ -14,6 +14,7 @@
 //! pool, one [`Inspector`] per worker thread (it owns a yara-x scanner,
 //! which is not `Send`).
 
+pub mod cache;
 pub mod identify;
 
 use crate::config::Config;
@@ -54,16 +55,20 @@ pub enum PipelineError {
     Panic(String),
 }
 
-/// Immutable for its lifetime: a rule reload builds a new engine.
+/// Immutable for its lifetime (but for its result cache, which only
+/// remembers): a rule reload builds a new engine, and with it an empty
+/// cache.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub config: Arc<Config>,
     pub rules: Arc<RuleSet>,
+    pub cache: Arc<cache::ResultCache>,
 }
 
 impl Engine {
     pub fn new(config: Config, rules: RuleSet) -> Engine {
         Engine {
+            cache: Arc::new(cache::ResultCache::new(config.cache.clone())),
             config: Arc::new(config),
             rules: Arc::new(rules),
         }
@@ -140,7 +145,7 @@ impl<'e> Inspector<'e> {
     }
 
     pub fn inspect(&mut self, submission: &Submission) -> Result<Report, PipelineError> {
-        self.inspect_visiting(submission, &mut |_, _| {})
+        self.guarded(submission, Instant::now(), true, &mut |_, _| {})
     }
 
     /// Like [`inspect`](Self::inspect), with the time budget counted from
@@ -151,28 +156,30 @@ impl<'e> Inspector<'e> {
         submission: &Submission,
         since: Instant,
     ) -> Result<Report, PipelineError> {
-        self.guarded(submission, since, &mut |_, _| {})
+        self.guarded(submission, since, true, &mut |_, _| {})
     }
 
     /// Like [`inspect`](Self::inspect), and hands every object's bytes to
     /// `visit` as it is found (for dumping objects, or benchmarks that need
-    /// the extracted objects themselves).
+    /// the extracted objects themselves). The result cache is neither read
+    /// nor written: a cached subtree has no bytes to hand over.
     pub fn inspect_visiting(
         &mut self,
         submission: &Submission,
         visit: &mut dyn FnMut(&Object, &[u8]),
     ) -> Result<Report, PipelineError> {
-        self.guarded(submission, Instant::now(), visit)
+        self.guarded(submission, Instant::now(), false, visit)
     }
 
     fn guarded(
         &mut self,
         submission: &Submission,
         budget_start: Instant,
+        use_cache: bool,
         visit: &mut dyn FnMut(&Object, &[u8]),
     ) -> Result<Report, PipelineError> {
         catch_unwind(AssertUnwindSafe(|| {
-            self.run(submission, budget_start, visit)
+            self.run(submission, budget_start, use_cache, visit)
         }))
         .map_err(|panic| {
             let msg = panic
@@ -189,6 +196,7 @@ impl<'e> Inspector<'e> {
         &mut self,
         submission: &Submission,
         budget_start: Instant,
+        use_cache: bool,
         visit: &mut dyn FnMut(&Object, &[u8]),
     ) -> Report {
         let start = Instant::now();
@@ -198,7 +206,12 @@ impl<'e> Inspector<'e> {
             objects: Vec::new(),
             findings: Vec::new(),
             seen: HashMap::new(),
+            use_cache,
+            pending: 0,
+            spliced: false,
         };
+        // Subtrees being inspected that may go into the cache when done.
+        let mut frames: Vec<Frame> = Vec::new();
 
         let root_label = match (submission.kind, &submission.name) {
             (InputKind::Mail, _) => "message".to_string(),
@@ -226,8 +239,47 @@ impl<'e> Inspector<'e> {
                 state.limit(pending.meta.parent.unwrap_or(0), kind);
                 break;
             }
+            let frame = Frame {
+                root: state.objects.len(),
+                stack_len: stack.len(),
+                first_finding: state.findings.len(),
+                unpacked: state.budget.unpacked(),
+            };
+            state.pending = stack.len();
+            state.spliced = false;
             let found = self.object(&mut state, pending.meta, &pending.data, visit);
+            if state.use_cache
+                && !state.spliced
+                && state.objects.get(frame.root).is_some_and(|o| {
+                    o.true_type != FileType::Mail.label()
+                        && o.outcome == Outcome::Scanned
+                        && self.engine.cache.wants(o.size)
+                })
+            {
+                frames.push(frame);
+            }
             self.push_children(&mut state, &mut stack, found);
+            // A subtree is complete when the stack is back to where it was
+            // before its root pushed its children.
+            while frames.last().is_some_and(|f| stack.len() <= f.stack_len) {
+                let Some(f) = frames.pop() else { break };
+                let unpacked = state.budget.unpacked() - f.unpacked;
+                let entry = cache::Subtree::capture(
+                    &state.objects,
+                    &state.findings,
+                    f.root,
+                    f.first_finding,
+                    unpacked,
+                );
+                let key = state.objects[f.root]
+                    .sha256
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok());
+                if let (Some(entry), Some(key)) = (entry, key) {
+                    self.engine.cache.put(key, entry);
+                }
+            }
         }
 
         let verdict = policy::decide(&config.policy, &state.findings);
@@ -387,6 +439,15 @@ impl<'e> Inspector<'e> {
             state.objects[id].outcome = Outcome::Allowed;
             return None;
         }
+        if state.use_cache
+            && parent.is_some()
+            && true_type != FileType::Mail
+            && engine.cache.wants(data.len() as u64)
+            && let Some(entry) = engine.cache.get(&hashes.sha256)
+            && state.splice(id, &entry)
+        {
+            return None;
+        }
         // A message's encoded bodies are scanned decoded, as its parts. YARA
         // sees the message itself with them cut out (headers, MIME
         // structure, plain bodies) rather than every attachment twice, once
@@ -518,9 +579,72 @@ struct State {
     objects: Vec<Object>,
     findings: Vec<Finding>,
     seen: HashMap<[u8; 32], usize>,
+    use_cache: bool,
+    /// Objects waiting on the stack, for the object limit of a splice.
+    pending: usize,
+    /// The object just handled came from the cache.
+    spliced: bool,
+}
+
+/// A subtree whose result may be cached once it is complete.
+struct Frame {
+    root: usize,
+    stack_len: usize,
+    first_finding: usize,
+    unpacked: u64,
 }
 
 impl State {
+    /// Puts a cached subtree under object `id` (just identified, nothing
+    /// after it yet), as if it had been unpacked and scanned here. False,
+    /// touching nothing, when it would not fit this message's remaining
+    /// depth, objects or bytes: then it is inspected afresh, and the
+    /// limits decide as they would have.
+    fn splice(&mut self, id: usize, entry: &cache::Subtree) -> bool {
+        let limits = &self.budget.limits;
+        let depth = self.objects[id].depth;
+        let fits = self.objects.len() == id + 1
+            && depth + entry.depth <= limits.max_depth
+            && self.objects.len() + self.pending + entry.objects.len() <= limits.max_objects
+            && entry.unpacked <= self.budget.remaining_total();
+        if !fits {
+            return false;
+        }
+        let root_path = self.objects[id].path.clone();
+        if self.objects[id].outcome == Outcome::Scanned {
+            self.objects[id].outcome = entry.root_outcome.clone();
+        }
+        for o in &entry.objects {
+            let mut o = o.clone();
+            o.id += id;
+            o.parent = o.parent.map(|p| p + id);
+            o.depth += depth;
+            o.path = format!("{root_path}{}", o.path);
+            if let Outcome::Duplicate { of } = &mut o.outcome {
+                *of += id;
+            }
+            if o.outcome == Outcome::Scanned
+                && let Some(key) = o
+                    .sha256
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            {
+                self.seen.entry(key).or_insert(o.id);
+            }
+            self.objects.push(o);
+        }
+        for f in &entry.findings {
+            let mut f = f.clone();
+            f.object += id;
+            f.path = format!("{root_path}{}", f.path);
+            self.findings.push(f);
+        }
+        self.budget.spend(entry.unpacked);
+        self.spliced = true;
+        true
+    }
+
     fn push(
         &mut self,
         object: usize,

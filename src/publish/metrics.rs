@@ -84,6 +84,8 @@ pub struct Gauges {
     /// Per-rule scan time, (namespace, rule) → (condition, patterns);
     /// empty unless built with `rules-profiling`.
     pub rule_times: BTreeMap<(String, String), (Duration, Duration)>,
+    /// The running engine's result cache: entries, bytes, hits, misses.
+    pub cache: (usize, usize, u64, u64),
 }
 
 impl Metrics {
@@ -380,6 +382,37 @@ impl Metrics {
         ];
         for (name, help, value) in gauges {
             head(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let (entries, bytes, hits, misses) = g.cache;
+        let cache: [(&str, &str, &str, u64); 4] = [
+            (
+                "portcullis_result_cache_entries",
+                "gauge",
+                "Attachments whose inspection result is cached.",
+                entries as u64,
+            ),
+            (
+                "portcullis_result_cache_bytes",
+                "gauge",
+                "Memory those results hold.",
+                bytes as u64,
+            ),
+            (
+                "portcullis_result_cache_hits_total",
+                "counter",
+                "Objects whose result came from the cache (since the last rule or config reload).",
+                hits,
+            ),
+            (
+                "portcullis_result_cache_misses_total",
+                "counter",
+                "Cacheable objects inspected afresh (since the last rule or config reload).",
+                misses,
+            ),
+        ];
+        for (name, kind, help, value) in cache {
+            head(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
         head(
