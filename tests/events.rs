@@ -417,7 +417,7 @@ fn the_event_stream_resumes_from_last_event_id_and_ends_at_shutdown() {
 
 /// What the webhook receiver does with the next request.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
+pub enum Mode {
     Ok,
     /// Answer with this status (and Retry-After: 1 for 429/503).
     Fail(u16),
@@ -425,13 +425,13 @@ enum Mode {
     Hang,
 }
 
-struct Received {
+pub struct Received {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -443,13 +443,13 @@ impl Received {
     }
 }
 
-struct Receiver {
+pub struct Receiver {
     mode: Arc<Mutex<Mode>>,
-    got: Arc<Mutex<Vec<Received>>>,
+    pub got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(port: u16, mode: Mode) -> Receiver {
+    pub fn start(port: u16, mode: Mode) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding the receiver");
         let mode = Arc::new(Mutex::new(mode));
         let got = Arc::new(Mutex::new(Vec::new()));
