@@ -10,6 +10,27 @@ pub mod fat;
 pub mod iso;
 
 use super::{Budget, ExtractError, Extracted};
+
+/// One component of a path inside an image, from attacker-chosen bytes:
+/// no separators, control characters or dot names that would forge
+/// another path.
+fn path_component(name: String) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_empty() || s == "." || s == ".." {
+        "_".into()
+    } else {
+        s
+    }
+}
 use crate::model::{FindingKind, LimitKind};
 
 /// FAT12/16/32 volumes: a bare volume, or the FAT partitions of an MBR or

@@ -167,6 +167,25 @@ impl Extracted {
     }
 }
 
+/// A small deterministic generator for the mutation tests of the format
+/// readers.
+#[cfg(test)]
+pub(crate) struct XorShift(pub u64);
+
+#[cfg(test)]
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
 /// A budget with the default limits, for unpackers' unit tests.
 #[cfg(test)]
 pub(crate) fn test_budget() -> Budget {

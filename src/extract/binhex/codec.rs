@@ -552,20 +552,7 @@ pub fn encode(name: &str, data: &[u8], resource: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::extract::XorShift;
 
     fn sample() -> Vec<u8> {
         let mut data = b"MZ\x90\x00\x03 payload ".to_vec();

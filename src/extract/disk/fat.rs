@@ -597,7 +597,7 @@ impl<'a> Walker<'a, '_> {
                 if name11 == b".          " || name11 == b"..         " {
                     continue;
                 }
-                let name = clean_name(long.unwrap_or_else(|| short_name(e)));
+                let name = super::path_component(long.unwrap_or_else(|| short_name(e)));
                 let lo = u16::from_le_bytes([e[26], e[27]]);
                 let hi = if self.vol.fat_bits == 32 {
                     u16::from_le_bytes([e[20], e[21]])
@@ -859,25 +859,6 @@ fn short_name(e: &[u8; 32]) -> String {
         s.extend(ext.iter().map(|&b| oem_char(b, lower_ext)));
     }
     s
-}
-
-/// Keeps path components unambiguous whatever bytes the image holds.
-fn clean_name(name: String) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() || s == "." || s == ".." {
-        "_".into()
-    } else {
-        s
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1600,18 +1581,7 @@ mod tests {
         }
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::extract::XorShift;
 
     fn sample_files() -> Vec<(String, Vec<u8>)> {
         vec![

@@ -345,25 +345,6 @@ struct Raw {
     hidden: bool,
 }
 
-fn sanitize(name: String) -> String {
-    // Names come from the attacker: keep them from forging extra path components or control chars.
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() || s == "." || s == ".." {
-        "_".to_string()
-    } else {
-        s
-    }
-}
-
 /// Longest path kept; deeper or longer names are cut so hostile nesting cannot blow up memory.
 pub const MAX_PATH_BYTES: usize = 1024;
 
@@ -637,7 +618,7 @@ fn iso_tree(ctx: &mut Ctx, vd_off: u64, joliet: bool) -> Result<Vec<Raw>, String
             let name = skip
                 .and_then(|s| rr_name(r.su, s))
                 .unwrap_or_else(|| iso_name(r.name, joliet));
-            let name = sanitize(name);
+            let name = super::path_component(name);
             let child = join(&path, &name);
             let Some(data_off) = r.loc.checked_add(r.xa).and_then(|b| b.checked_mul(bs)) else {
                 ctx.note(format!("{tree:?}: location of '{child}' overflows"));
@@ -1157,7 +1138,7 @@ fn udf_tree(ctx: &mut Ctx) -> Result<Vec<Raw>, String> {
                 continue; // deleted or parent entry
             }
             let name = d.get(38 + liu..38 + liu + lfi).unwrap_or(&[]);
-            let name = sanitize(cs0(name));
+            let name = super::path_component(cs0(name));
             let child = join(&path, &name);
             let icb_block = le32(d, 24).unwrap_or(0);
             let icb_part = le16(d, 28).unwrap_or(0);
@@ -2981,8 +2962,11 @@ mod tests {
         let l = list(&img, MAX).unwrap();
         assert!(get(&l, "EVIL.DLL").hidden);
         assert!(!get(&l, "X.LNK").hidden);
-        assert_eq!(sanitize("../a/b\u{0}".into()), ".._a_b_");
-        assert_eq!(sanitize("..".into()), "_");
+        assert_eq!(
+            super::super::path_component("../a/b\u{0}".into()),
+            ".._a_b_"
+        );
+        assert_eq!(super::super::path_component("..".into()), "_");
     }
 
     #[test]

@@ -1910,18 +1910,7 @@ mod tests {
         );
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::extract::XorShift;
 
     fn mutate(rng: &mut XorShift, data: &[u8]) -> Vec<u8> {
         let mut m = data.to_vec();

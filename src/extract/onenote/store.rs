@@ -225,20 +225,7 @@ pub fn build(files: &[&[u8]]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::extract::XorShift;
 
     fn fdso(payload: &[u8], cb: u64) -> Vec<u8> {
         let mut v = GUID_FDSO_HEADER.to_vec();

@@ -1588,8 +1588,6 @@ pub fn dict_text(params: &Params) -> String {
 /// (object 4) holds `content` and whose /Info /Title (object 5) is a string,
 /// both encrypted with `params`/`key`; the encryption dictionary is object 6.
 pub fn sample_pdf(params: &Params, key: &Key, content: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
-    let mut offsets = Vec::new();
     let stream = encrypt(params, key, &params.stream_method, 4, 0, content);
     let title = encrypt(
         params,
@@ -1612,6 +1610,18 @@ pub fn sample_pdf(params: &Params, key: &Key, content: &[u8]) -> Vec<u8> {
         format!("<< /Title <{}> >>", hex(&title)).into_bytes(),
         dict_text(params).into_bytes(),
     ];
+    let trailer = format!(
+        "/Info 5 0 R /Encrypt 6 0 R /ID [<{0}> <{0}>]",
+        hex(&params.id0)
+    );
+    write_pdf(&objects, &trailer)
+}
+
+/// A PDF file of `objects` (numbered from 1, the first the catalog) with a
+/// classic cross-reference table; `trailer` adds entries to the trailer.
+pub fn write_pdf(objects: &[Vec<u8>], trailer: &str) -> Vec<u8> {
+    let mut out: Vec<u8> = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
         offsets.push(out.len());
         out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
@@ -1627,10 +1637,8 @@ pub fn sample_pdf(params: &Params, key: &Key, content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(
         format!(
-            "trailer\n<< /Size {} /Root 1 0 R /Info 5 0 R /Encrypt 6 0 R /ID [<{}> <{}>] >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1,
-            hex(&params.id0),
-            hex(&params.id0)
+            "trailer\n<< /Size {} /Root 1 0 R {trailer} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
         )
         .as_bytes(),
     );
@@ -1666,18 +1674,7 @@ mod tests {
             .collect()
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::extract::XorShift;
 
     #[allow(clippy::too_many_arguments)]
     fn vector_dict(
