@@ -1,8 +1,11 @@
 //! The files in deploy/ that can be checked here, checked by the tools
 //! that consume them: systemd's own analyzer for the unit, sysusers and
-//! tmpfiles applied to a scratch root. (The MTA recipes are exercised by
+//! tmpfiles applied to a scratch root, the Kubernetes manifests against the
+//! API schemas (kubernetes-validate, strict) with the config they carry
+//! checked by `portcullis config check`. (The MTA recipes are exercised by
 //! the door tests: deploy/postfix by tests/milter.rs, deploy/haraka and
-//! deploy/rspamd-proxy by tests/clients.rs.)
+//! deploy/rspamd-proxy by tests/clients.rs. deploy/container is not built:
+//! no container engine runs on these machines.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,4 +128,65 @@ fn the_unit_runs_the_shipped_config_which_checks() {
         &["config", "check", config.to_str().expect("path")],
     );
     assert!(ok, "portcullis config check: {text}");
+}
+
+/// The TOML in the ConfigMap's `portcullis.toml: |` block.
+fn configmap_toml(yaml: &str) -> String {
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("portcullis.toml: |"));
+    let header = lines.next().expect("a portcullis.toml block");
+    let indent = header.len() - header.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_carry_a_valid_config() {
+    let dir = deploy("kubernetes");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let tool = std::env::var("PORTCULLIS_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "/var/cache/portcullis/venv/bin/kubernetes-validate".into());
+    let mut args = vec!["--strict"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, text) = output(&tool, &args);
+    assert!(ok, "kubernetes-validate: {text}");
+    for f in &files {
+        let name = Path::new(f)
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            text.contains(&format!("{name} passed")),
+            "{name} not validated: {text}"
+        );
+    }
+    let yaml = std::fs::read_to_string(dir.join("configmap.yaml")).expect("configmap");
+    let toml = configmap_toml(&yaml);
+    assert!(toml.contains("[quarantine]"), "{toml}");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let path = scratch.path().join("portcullis.toml");
+    std::fs::write(&path, toml).expect("write");
+    let (ok, text) = output(
+        env!("CARGO_BIN_EXE_portcullis"),
+        &["config", "check", path.to_str().expect("path")],
+    );
+    assert!(ok, "the ConfigMap's config: {text}");
+    // The Deployment mounts what the config names.
+    let deployment = std::fs::read_to_string(dir.join("deployment.yaml")).expect("deployment");
+    assert!(deployment.contains("mountPath: /etc/portcullis/secrets"));
+    assert!(yaml.contains("secret_file = \"/etc/portcullis/secrets/secret.key\""));
+    assert!(deployment.contains("path: /readyz") && deployment.contains("path: /healthz"));
 }
