@@ -133,6 +133,32 @@ mod tests {
         );
     }
 
+    /// Found by the extract fuzz target (2026-11-27): a folder whose block
+    /// sizes disagree makes cab 0.6's FolderReader subtract past zero
+    /// (folder.rs:232; an index panic without overflow checks). The panic
+    /// stays inside the cabinet: it is unopenable, nothing more.
+    #[test]
+    fn a_cab_crate_panic_is_contained() {
+        let hex: String = [
+            "144d53434600000000b9000000000000002c0000000000000003010100020000",
+            "0000000000600000000101000072000000000000000000225800002000736574",
+            "75702e696e660044000000090000000000000000000000000000000000000000",
+            "00000000000000000000000000000022580000200065696361722e636f6d00ff",
+            "c255ac51004d00434b8b0e4b2d2acecccf8b8d30f5570c5075700c8836890988",
+            "8a3035d10888d3347776d634af5571f574760cd20d0e71f473710c72d175f40b",
+            "f10cf30c0a0dd60d710d0ed175f3f4715554f1d0f6d00200",
+        ]
+        .concat();
+        let data = hex::decode(hex).unwrap();
+        // The fuzz input's first byte picked the format.
+        let cab = &data[1..];
+        assert!(cab.starts_with(b"MSCF"));
+        match extract(cab, &mut test_budget()) {
+            Err(ExtractError::Malformed { message, .. }) => assert!(message.contains("gave up")),
+            other => panic!("expected a contained panic, got {other:?}"),
+        }
+    }
+
     #[test]
     fn truncated_and_mutated_cabinets_never_panic() {
         let data = cabinet(
