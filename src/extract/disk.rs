@@ -11,6 +11,27 @@ pub mod iso;
 
 use super::{Budget, ExtractError, Extracted};
 
+/// The bytes of a file: its extents `(offset, length)` of `img` in order,
+/// each clamped to the image, at most `max_bytes` in all; true when that
+/// cut the copy.
+fn copy_extents(img: &[u8], extents: &[(u64, u64)], max_bytes: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    for &(offset, len) in extents {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(img.len());
+        let end = start
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+            .min(img.len());
+        let piece = &img[start..end];
+        let room = max_bytes.saturating_sub(out.len());
+        if piece.len() > room {
+            out.extend_from_slice(&piece[..room]);
+            return (out, true);
+        }
+        out.extend_from_slice(piece);
+    }
+    (out, false)
+}
+
 /// One component of a path inside an image, from attacker-chosen bytes:
 /// no separators, control characters or dot names that would forge
 /// another path.

@@ -926,26 +926,8 @@ pub fn list(img: &[u8], max_entries: usize) -> Result<Listing, Error> {
 
 /// The bytes of `entry`, at most `max_bytes`; the flag says more were available.
 pub fn read(img: &[u8], entry: &Entry, max_bytes: usize) -> (Vec<u8>, bool) {
-    let avail: u64 = entry
-        .extents
-        .iter()
-        .map(|&(o, l)| len64(slice_at(img, o, l)))
-        .fold(0u64, u64::saturating_add)
-        .min(entry.size);
-    let cap = usize::try_from(avail).unwrap_or(usize::MAX).min(max_bytes);
-    let mut out = Vec::with_capacity(cap);
-    let mut size_left = entry.size;
-    for &(off, len) in &entry.extents {
-        let s = slice_at(img, off, len.min(size_left));
-        size_left = size_left.saturating_sub(len64(s));
-        let room = max_bytes.saturating_sub(out.len());
-        if s.len() > room {
-            out.extend_from_slice(s.get(..room).unwrap_or(&[]));
-            return (out, true);
-        }
-        out.extend_from_slice(s);
-    }
-    (out, false)
+    // The extents already add up to at most `entry.size`.
+    super::copy_extents(img, &entry.extents, max_bytes)
 }
 
 // ---------------------------------------------------------------------------

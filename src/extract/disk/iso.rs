@@ -1354,17 +1354,7 @@ fn merge(mut ctx: Ctx, walked: Vec<(Tree, Vec<Raw>)>) -> Listing {
 
 /// Copies an entry's bytes, at most `max_bytes`; the flag says whether bytes were left out.
 pub fn read(img: &[u8], entry: &Entry, max_bytes: usize) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    for &(off, len) in &entry.extents {
-        let piece = sub_clamped(img, off, len);
-        let room = max_bytes.saturating_sub(out.len());
-        if piece.len() > room {
-            out.extend_from_slice(piece.get(..room).unwrap_or(&[]));
-            return (out, true);
-        }
-        out.extend_from_slice(piece);
-    }
-    (out, false)
+    super::copy_extents(img, &entry.extents, max_bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
