@@ -15,6 +15,7 @@
 //! slow (Office asks for 100 000 SHA-512 rounds per guess), and a message
 //! full of words must not buy an attacker our CPU.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Text read per body for candidates; the password is near the top.
@@ -80,8 +81,15 @@ enum Rank {
 
 #[derive(Debug, Default)]
 pub struct Passwords {
-    /// Learnt candidates, each with its rank, in the order found.
+    /// Learnt candidates, each with its rank, in the order found. At most
+    /// `max` per rank: only the first `max` of a rank can ever be tried,
+    /// and a message of many text parts would otherwise grow this without
+    /// bound.
     learnt: Vec<(Rank, String)>,
+    /// Where each learnt word is in `learnt`.
+    index: HashMap<String, usize>,
+    /// Learnt words per rank.
+    per_rank: [usize; 4],
     max: usize,
     time: Duration,
     spent: Duration,
@@ -93,6 +101,8 @@ impl Passwords {
     pub fn new(max: usize, time: Duration) -> Passwords {
         Passwords {
             learnt: Vec::new(),
+            index: HashMap::new(),
+            per_rank: [0; 4],
             max,
             time,
             spent: Duration::ZERO,
@@ -157,9 +167,22 @@ impl Passwords {
             if !(MIN_LEN..=MAX_LEN).contains(&n) {
                 continue;
             }
-            match self.learnt.iter_mut().find(|(_, c)| c == w) {
-                Some(existing) => existing.0 = existing.0.min(rank),
-                None => self.learnt.push((rank, w.to_string())),
+            let room = self.per_rank[rank as usize] < self.max;
+            match self.index.get(w) {
+                Some(&at) => {
+                    let old = self.learnt[at].0;
+                    if rank < old && room {
+                        self.per_rank[old as usize] -= 1;
+                        self.per_rank[rank as usize] += 1;
+                        self.learnt[at].0 = rank;
+                    }
+                }
+                None if room => {
+                    self.index.insert(w.to_string(), self.learnt.len());
+                    self.learnt.push((rank, w.to_string()));
+                    self.per_rank[rank as usize] += 1;
+                }
+                None => {}
             }
         }
     }
@@ -335,6 +358,21 @@ mod tests {
         let long = "x".repeat(200);
         assert!(!learnt(&long).contains(&long));
         assert!(!learnt("ab").contains(&"ab".to_string()));
+    }
+
+    #[test]
+    fn many_bodies_keep_only_what_can_be_tried() {
+        // A message of many text parts full of distinct words: what is kept
+        // stays bounded (it was every word, each added by a linear search),
+        // and the password after the keyword still comes first.
+        let mut p = Passwords::new(16, Duration::from_secs(1));
+        for part in 0..300 {
+            let body: String = (0..2000).map(|i| format!("w{part}x{i} ")).collect();
+            p.learn(&body);
+        }
+        p.learn("the password is: Late-42");
+        assert!(p.learnt.len() <= 4 * 16, "{}", p.learnt.len());
+        assert_eq!(p.candidates()[0], "Late-42");
     }
 
     #[test]

@@ -101,14 +101,12 @@ fn index_of(files: &[ArchiveEntry], entry: &ArchiveEntry) -> Option<usize> {
 }
 
 fn block_of(archive: &Archive, file: usize) -> Option<usize> {
-    (0..archive.blocks.len()).find(|&b| {
-        archive.stream_map.block_first_file_index.get(b) <= Some(&file)
-            && archive
-                .stream_map
-                .block_first_file_index
-                .get(b + 1)
-                .is_none_or(|&next| file < next)
-    })
+    archive
+        .stream_map
+        .file_block_index
+        .get(file)
+        .copied()
+        .flatten()
 }
 
 /// Whether `pw` decodes entry `target`: its first [`PROBE_BYTES`] decode,

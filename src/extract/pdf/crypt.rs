@@ -1509,7 +1509,7 @@ pub fn new_params_with(r: u32, user: &[u8], owner: &[u8], encrypt_metadata: bool
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+    hex::encode_upper(b)
 }
 
 fn cf_name(params: &Params, m: Method) -> &'static str {
