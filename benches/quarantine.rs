@@ -117,7 +117,11 @@ async fn search(store: &Store, name: &str, q: ListQuery, runs: usize) {
 }
 
 async fn run(label: &str, dir: &std::path::Path, url: Option<&str>, full: bool) {
-    let store = Arc::new(Store::open(dir, url).await.expect("opening the store"));
+    let store = Arc::new(
+        Store::open(dir, url, None)
+            .await
+            .expect("opening the store"),
+    );
     let mut sub = portcullis::Submission::mail(message(0));
     sub.envelope.rcpt_to = vec!["user0@example.com".into()];
     let engine = portcullis::cli::load_engine(None, None).expect("engine");

@@ -410,6 +410,35 @@ pub struct QuarantineConfig {
     pub sweep_interval: Duration,
     /// Who may download a held message's raw bytes (live malware).
     pub raw_download_role: Role,
+    /// Raw messages in an S3-compatible bucket instead of
+    /// `server.data_dir/quarantine/blobs`.
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible bucket for quarantined bytes (`[quarantine.s3]`).
+/// Nodes sharing a PostgreSQL index share the bucket too. Credentials not
+/// given here come from the AWS environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, web identity, instance roles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `https://host[:port]` of a non-AWS service (MinIO, Ceph RGW,
+    /// Garage…); unset: AWS, from the region.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Prepended to every key, ending in `/` (or empty): several
+    /// gateways' queues, or other data, can share a bucket.
+    pub prefix: String,
+    /// Plain `http://` endpoints; only on a network you trust.
+    pub allow_http: bool,
+    /// `https://bucket.host/key` instead of `https://host/bucket/key`.
+    pub virtual_hosted_style: bool,
+    pub access_key_id: Option<String>,
+    /// A file holding the secret access key (never the key in config).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Bound on one operation, retries included: past it a door answers
+    /// tempfail and the MTA retries later.
+    pub timeout: Duration,
 }
 
 impl Default for QuarantineConfig {
@@ -419,6 +448,7 @@ impl Default for QuarantineConfig {
             retention: Duration::from_secs(30 * 86400),
             sweep_interval: Duration::from_secs(60),
             raw_download_role: Role::Admin,
+            s3: None,
         }
     }
 }
@@ -456,6 +486,10 @@ pub struct ReleaseConfig {
     /// `server.data_dir/secret.key`, created on first start. Nodes that
     /// share a queue must share it.
     pub secret_file: Option<PathBuf>,
+    /// Secrets rotated out, newest first: links, stamps and sessions they
+    /// signed still verify (nothing new is signed with them). Drop one
+    /// after `link_ttl` has passed since the rotation.
+    pub previous_secret_files: Vec<PathBuf>,
 }
 
 impl Default for ReleaseConfig {
@@ -472,6 +506,7 @@ impl Default for ReleaseConfig {
             request_only_actions: vec![Action::Reject, Action::Discard],
             notify: Vec::new(),
             secret_file: None,
+            previous_secret_files: Vec::new(),
         }
     }
 }
@@ -814,6 +849,24 @@ struct RawQuarantine {
     retention: Option<String>,
     sweep_interval: Option<String>,
     raw_download_role: Option<String>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    bucket: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    virtual_hosted_style: bool,
+    access_key_id: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -830,6 +883,8 @@ struct RawRelease {
     request_only_actions: Option<Vec<String>>,
     notify: Option<Vec<String>>,
     secret_file: Option<PathBuf>,
+    #[serde(default)]
+    previous_secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1356,6 +1411,7 @@ fn validate_quarantine(
             .map(|r| role("quarantine.raw_download_role", &r))
             .transpose()?
             .unwrap_or(d.raw_download_role),
+        s3: q.s3.map(validate_s3).transpose()?,
     };
     if out.retention < Duration::from_secs(1) || out.sweep_interval < Duration::from_millis(100) {
         return Err(ConfigError::Invalid(
@@ -1363,6 +1419,72 @@ fn validate_quarantine(
         ));
     }
     Ok(out)
+}
+
+fn validate_s3(s: RawS3) -> Result<S3Config, ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(format!("quarantine.s3.{m}")));
+    // S3's own bucket naming rules (3-63 of a-z 0-9 . -), which every
+    // compatible service follows.
+    let b = s.bucket.as_bytes();
+    if !(3..=63).contains(&b.len())
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        || !b[0].is_ascii_alphanumeric()
+        || !b[b.len() - 1].is_ascii_alphanumeric()
+    {
+        return bad(format!(
+            "bucket = {:?}: 3-63 characters of a-z, 0-9, '.' and '-'",
+            s.bucket
+        ));
+    }
+    let mut prefix = s.prefix.trim_matches('/').to_string();
+    if prefix
+        .split('/')
+        .any(|seg| seg == "." || seg == ".." || (seg.is_empty() && !prefix.is_empty()))
+        || prefix.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return bad(format!(
+            "prefix = {:?}: path segments without '.', '..', empty parts or control characters",
+            s.prefix
+        ));
+    }
+    if !prefix.is_empty() {
+        prefix.push('/');
+    }
+    if let Some(e) = &s.endpoint {
+        let plain = e.starts_with("http://");
+        if !(plain || e.starts_with("https://")) {
+            return bad(format!("endpoint = {e:?}: expected https://HOST[:PORT]"));
+        }
+        if plain && !s.allow_http {
+            return bad(format!(
+                "endpoint = {e:?} is plain http: set allow_http = true if that is meant"
+            ));
+        }
+    }
+    if s.access_key_id.is_some() != s.secret_access_key_file.is_some() {
+        return bad("access_key_id and secret_access_key_file go together".into());
+    }
+    let timeout = s
+        .timeout
+        .map(|t| parse_duration("quarantine.s3.timeout", &t))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(30));
+    if timeout < Duration::from_secs(1) {
+        return bad("timeout must be at least 1s".into());
+    }
+    Ok(S3Config {
+        bucket: s.bucket,
+        endpoint: s.endpoint,
+        region: s.region,
+        prefix,
+        allow_http: s.allow_http,
+        virtual_hosted_style: s.virtual_hosted_style,
+        access_key_id: s.access_key_id,
+        secret_access_key_file: s.secret_access_key_file,
+        timeout,
+    })
 }
 
 fn validate_release(r: RawRelease, d: ReleaseConfig) -> Result<ReleaseConfig, ConfigError> {
@@ -1427,6 +1549,7 @@ fn validate_release(r: RawRelease, d: ReleaseConfig) -> Result<ReleaseConfig, Co
         request_only_actions,
         notify: r.notify.unwrap_or(d.notify),
         secret_file: r.secret_file,
+        previous_secret_files: r.previous_secret_files,
     })
 }
 
@@ -1614,6 +1737,50 @@ mod tests {
     fn the_documented_example_is_the_defaults() {
         let text = include_str!("../deploy/portcullis.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::defaults());
+    }
+
+    #[test]
+    fn s3_settings_are_checked_and_the_prefix_normalised() {
+        let c = Config::from_toml(
+            "[quarantine.s3]\nbucket = \"mail-quarantine.eu-1\"\nendpoint = \"https://s3.example.net:9000\"\n\
+             prefix = \"/gateways/prod\"\naccess_key_id = \"AKIA1\"\nsecret_access_key_file = \"/run/s3\"\ntimeout = \"10s\"\n",
+        )
+        .unwrap();
+        let s3 = c.quarantine.s3.unwrap();
+        assert_eq!(s3.prefix, "gateways/prod/");
+        assert_eq!(s3.timeout, Duration::from_secs(10));
+        assert!(!s3.allow_http && !s3.virtual_hosted_style);
+        let d = Config::from_toml("[quarantine.s3]\nbucket = \"abc\"\n").unwrap();
+        let s3 = d.quarantine.s3.unwrap();
+        assert_eq!(
+            (s3.prefix.as_str(), s3.timeout),
+            ("", Duration::from_secs(30))
+        );
+        assert!(Config::defaults().quarantine.s3.is_none());
+        for bad in [
+            "bucket = \"UPPER\"",
+            "bucket = \"ab\"",
+            "bucket = \"-abc\"",
+            "bucket = \"a/b/c\"",
+            "bucket = \"abc\"\nprefix = \"a/../b\"",
+            "bucket = \"abc\"\nprefix = \"a//b\"",
+            "bucket = \"abc\"\nendpoint = \"http://minio:9000\"",
+            "bucket = \"abc\"\nendpoint = \"minio:9000\"",
+            "bucket = \"abc\"\naccess_key_id = \"AKIA1\"",
+            "bucket = \"abc\"\ntimeout = \"10ms\"",
+            "bucket = \"abc\"\nsecret_access_key = \"inline\"",
+        ] {
+            assert!(
+                Config::from_toml(&format!("[quarantine.s3]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            Config::from_toml(
+                "[quarantine.s3]\nbucket = \"abc\"\nendpoint = \"http://minio:9000\"\nallow_http = true\n"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -269,8 +269,8 @@ fn a_consumer_that_crashes_resumes_by_cursor_and_sees_every_event_once_sqlite() 
 }
 
 #[test]
-fn a_consumer_that_crashes_resumes_by_cursor_and_sees_every_event_once_postgres() {
-    pull_consumer_scenario(Db::Postgres);
+fn a_consumer_that_crashes_resumes_by_cursor_and_sees_every_event_once_postgres_s3() {
+    pull_consumer_scenario(Db::Shared);
 }
 
 /// One SSE event: (id, data).
@@ -666,8 +666,8 @@ fn a_webhook_down_then_failing_then_back_gets_every_event_in_order_sqlite() {
 }
 
 #[test]
-fn a_webhook_down_then_failing_then_back_gets_every_event_in_order_postgres() {
-    webhook_outage_scenario(Db::Postgres);
+fn a_webhook_down_then_failing_then_back_gets_every_event_in_order_postgres_s3() {
+    webhook_outage_scenario(Db::Shared);
 }
 
 #[test]
@@ -746,9 +746,12 @@ fn a_hanging_webhook_does_not_hold_up_mail_and_filters_apply() {
 /// taken at INSERT and can become visible out of order).
 fn concurrent_writers_scenario(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let url = match db {
-        Db::Sqlite => None,
-        Db::Postgres => Some(crate::quarantine::fresh_postgres()),
+    let (url, bucket) = match db {
+        Db::Sqlite => (None, None),
+        Db::Shared => (
+            Some(crate::quarantine::fresh_postgres()),
+            Some(crate::quarantine::TestBucket::fresh().config),
+        ),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -757,7 +760,7 @@ fn concurrent_writers_scenario(db: Db) {
         .unwrap();
     runtime.block_on(async move {
         let store = std::sync::Arc::new(
-            portcullis::store::Store::open(dir.path(), url.as_deref())
+            portcullis::store::Store::open(dir.path(), url.as_deref(), bucket.as_ref())
                 .await
                 .expect("store"),
         );
@@ -828,6 +831,6 @@ fn a_reader_paging_beside_concurrent_writers_misses_nothing_sqlite() {
 }
 
 #[test]
-fn a_reader_paging_beside_concurrent_writers_misses_nothing_postgres() {
-    concurrent_writers_scenario(Db::Postgres);
+fn a_reader_paging_beside_concurrent_writers_misses_nothing_postgres_s3() {
+    concurrent_writers_scenario(Db::Shared);
 }

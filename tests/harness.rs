@@ -183,7 +183,7 @@ impl Server {
     pub fn quarantine_records(&self) -> Vec<serde_json::Value> {
         let data_dir = self.dir.path().join("var");
         block_on(async move {
-            let store = portcullis::store::Store::open(&data_dir, None)
+            let store = portcullis::store::Store::open(&data_dir, None, None)
                 .await
                 .expect("opening the server's quarantine");
             let page = store

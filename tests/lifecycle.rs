@@ -293,8 +293,8 @@ fn after_a_reload_held_messages_the_new_rules_would_deliver_are_release_candidat
 }
 
 #[test]
-fn after_a_reload_held_messages_the_new_rules_would_deliver_are_release_candidates_postgres() {
-    retro_scenario(Db::Postgres, false);
+fn after_a_reload_held_messages_the_new_rules_would_deliver_are_release_candidates_postgres_s3() {
+    retro_scenario(Db::Shared, false);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The quarantine end to end: a real `serve`, the operators' API, release
 //! over SMTP to a real SMTP server (aiosmtpd), recipients' links, digests,
 //! retention and a SIGKILL in the middle of quarantining. Each scenario
-//! runs on SQLite and on a real PostgreSQL server (`scripts/test` starts
-//! one and sets PORTCULLIS_TEST_POSTGRES).
+//! runs on both storage backends: SQLite with the local folder, and a real
+//! PostgreSQL server with an S3-compatible bucket (`scripts/test` starts
+//! both and sets PORTCULLIS_TEST_POSTGRES and PORTCULLIS_TEST_S3*).
 
 use crate::harness::{Delivered, Server, Sink, bin, block_on, eventually};
 use sha2::Digest;
@@ -74,22 +75,126 @@ pub fn fresh_postgres() -> String {
     }
 }
 
+/// A test's own corner of the test bucket: a fresh key prefix in the S3
+/// server `scripts/test` starts (moto's, checking SigV4 signatures).
+pub struct TestBucket {
+    pub config: portcullis::config::S3Config,
+}
+
+impl TestBucket {
+    pub fn fresh() -> TestBucket {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run ./scripts/test, which starts the S3 server")
+            })
+        };
+        // One file for all tests of this process: the secret is the same.
+        let secret_file =
+            std::env::temp_dir().join(format!("portcullis-test-s3-{}.secret", std::process::id()));
+        if !secret_file.exists() {
+            let tmp = secret_file.with_extension(format!("{:?}", std::thread::current().id()));
+            std::fs::write(&tmp, var("PORTCULLIS_TEST_S3_SECRET")).expect("secret file");
+            std::fs::rename(&tmp, &secret_file).expect("secret file");
+        }
+        let prefix = format!(
+            "t-{}-{}/",
+            std::process::id(),
+            &sha(format!("{:?}", std::time::Instant::now()))[..12]
+        );
+        TestBucket {
+            config: portcullis::config::S3Config {
+                bucket: var("PORTCULLIS_TEST_S3_BUCKET"),
+                endpoint: Some(var("PORTCULLIS_TEST_S3")),
+                region: Some("us-east-1".into()),
+                prefix,
+                allow_http: true,
+                virtual_hosted_style: false,
+                access_key_id: Some(var("PORTCULLIS_TEST_S3_KEY")),
+                secret_access_key_file: Some(secret_file),
+                timeout: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// The `[quarantine.s3]` table for this bucket.
+    pub fn toml(&self) -> String {
+        let c = &self.config;
+        format!(
+            "[quarantine.s3]\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nprefix = \"{}\"\nallow_http = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n",
+            c.bucket,
+            c.endpoint.as_deref().unwrap_or_default(),
+            c.prefix,
+            c.access_key_id.as_deref().unwrap_or_default(),
+            c.secret_access_key_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The bucket a config made by [`config`] points at, if any.
+    pub fn of(config: &str) -> Option<TestBucket> {
+        let at = config.find("[quarantine.s3]")?;
+        let prefix = config[at..]
+            .lines()
+            .find_map(|l| l.strip_prefix("prefix = \""))?
+            .trim_end_matches('"')
+            .to_string();
+        let mut b = TestBucket::fresh();
+        b.config.prefix = prefix;
+        Some(b)
+    }
+
+    /// Every quarantined blob under this prefix: sha256 (from the key) and
+    /// bytes, read straight from the S3 server.
+    pub fn blobs(&self) -> Vec<(String, Vec<u8>)> {
+        use tokio_stream::StreamExt;
+        block_on(async {
+            let s3 = portcullis::store::blobs::s3::S3Blobs::open(&self.config).expect("S3 client");
+            let store = s3.object_store();
+            let prefix =
+                object_store::path::Path::from(format!("{}quarantine/blobs", self.config.prefix));
+            let mut listed = store.list(Some(&prefix));
+            let mut out = Vec::new();
+            while let Some(meta) = listed.next().await {
+                let meta = meta.expect("listing the bucket");
+                let sha = meta.location.filename().expect("a key").to_string();
+                let bytes = store
+                    .get_opts(&meta.location, Default::default())
+                    .await
+                    .expect("GET")
+                    .bytes()
+                    .await
+                    .expect("body");
+                out.push((sha, bytes.to_vec()));
+            }
+            out.sort();
+            out
+        })
+    }
+}
+
+/// The two storage backends every quarantine scenario runs on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Db {
+    /// SQLite and the local folder: the embedded default.
     Sqlite,
-    Postgres,
+    /// PostgreSQL and an S3-compatible bucket: what several nodes share.
+    Shared,
 }
 
 pub struct Lab {
     pub server: Server,
     pub sink: Sink,
+    /// Where quarantined bytes go on the shared backend.
+    pub bucket: Option<TestBucket>,
 }
 
 /// The config the quarantine tests share, plus `extra` TOML.
 pub fn config(sink: &Sink, db: Db, rules_dir: &std::path::Path, extra: &str) -> String {
-    let database = match db {
-        Db::Sqlite => String::new(),
-        Db::Postgres => fresh_postgres(),
+    let (database, s3) = match db {
+        Db::Sqlite => (String::new(), String::new()),
+        Db::Shared => (fresh_postgres(), TestBucket::fresh().toml()),
     };
     let password =
         portcullis::http::auth::hash_password("correct horse battery staple").expect("hashing");
@@ -101,6 +206,7 @@ dir = "{rules}"
 [quarantine]
 database = "{database}"
 
+{s3}
 [release]
 relay = "{relay}"
 helo = "gateway.test"
@@ -164,7 +270,11 @@ pub fn lab_edited(sink: Sink, db: Db, edit: impl FnOnce(String) -> String) -> La
     let server = Server::start(&cfg);
     // The rules dir must outlive the server (reloads read it).
     std::mem::forget(rules);
-    Lab { server, sink }
+    Lab {
+        server,
+        sink,
+        bucket: TestBucket::of(&cfg),
+    }
 }
 
 /// A message with CRLF line endings, as MTAs hand them over.
@@ -375,6 +485,20 @@ fn operator_release_scenario(db: Db) {
     assert_eq!(d["envelope"]["client_ip"], "192.0.2.9");
     assert_eq!(audit_events(&d), vec!["quarantined"]);
 
+    // Where the bytes are: in the bucket on the shared backend (and not in
+    // the local folder), in the local folder otherwise.
+    let local = lab.server.dir.path().join("var/quarantine/blobs");
+    let on_disk = |sha256: &str| local.join(&sha256[..2]).join(sha256).exists();
+    match &lab.bucket {
+        Some(bucket) => {
+            let stored = bucket.blobs();
+            assert_eq!(stored.len(), 2, "one object per held message");
+            assert!(stored.contains(&(sha(&raw), raw.clone())));
+            assert!(!on_disk(&sha(&raw)), "nothing in the local folder");
+        }
+        None => assert!(on_disk(&sha(&raw))),
+    }
+
     // Roles: nobody without a token, auditors cannot release, analysts
     // cannot download raw bytes (admin only by default).
     assert_eq!(lab.server.get("/v1/quarantine").status, 401);
@@ -505,8 +629,20 @@ fn operator_release_scenario(db: Db) {
     );
 
     // Delete: final, bytes gone, audited.
+    let other_sha = lab.detail(&other)["sha256"].as_str().unwrap().to_string();
     let del = lab.api("DELETE", &format!("/v1/quarantine/{other}"), OPERATOR, b"");
     assert_eq!(del.status, 200, "{}", del.text());
+    match &lab.bucket {
+        Some(bucket) => {
+            let left: Vec<String> = bucket.blobs().into_iter().map(|(s, _)| s).collect();
+            assert!(
+                !left.contains(&other_sha),
+                "the deleted message's object is gone"
+            );
+            assert!(left.contains(&sha(&raw)), "the released one is kept");
+        }
+        None => assert!(!on_disk(&other_sha)),
+    }
     assert_eq!(lab.detail(&other)["state"], "deleted");
     assert_eq!(
         lab.api("GET", &format!("/v1/quarantine/{other}/raw"), ADMIN, b"")
@@ -579,8 +715,112 @@ fn operators_search_release_and_delete_sqlite() {
 }
 
 #[test]
-fn operators_search_release_and_delete_postgres() {
-    operator_release_scenario(Db::Postgres);
+fn operators_search_release_and_delete_postgres_s3() {
+    operator_release_scenario(Db::Shared);
+}
+
+/// The bucket is trusted no more than a disk: bytes changed in it are
+/// never served as the message, a missing object is "gone", and when the
+/// S3 service refuses or cannot be reached the door answers tempfail
+/// (the MTA keeps the message and retries) and /readyz says not ready.
+#[test]
+fn the_s3_backend_checks_what_it_reads_and_fails_closed() {
+    use portcullis::store::{Store, StoreError};
+    let bucket = TestBucket::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = message("Checked in S3", "PORTCULLIS-TEST-HOLD", "");
+    let mut sub = portcullis::Submission::mail(raw.clone());
+    sub.envelope.rcpt_to = vec!["a@example.com".into()];
+    let report = crate::util::engine().inspect(&sub).unwrap();
+    block_on(async {
+        let store = std::sync::Arc::new(
+            Store::open(dir.path(), None, Some(&bucket.config))
+                .await
+                .expect("store"),
+        );
+        store.blobs.check_writable().await.expect("bucket writable");
+        assert_eq!(
+            store.blobs.describe(),
+            format!("s3://portcullis-test/{}", bucket.config.prefix)
+        );
+        let id = store
+            .quarantine(
+                raw.clone().into(),
+                &sub.envelope,
+                portcullis::model::Door::Native,
+                &report,
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("quarantined");
+        let summary = store.db.summary(&id).await.unwrap().unwrap();
+        assert_eq!(store.raw(&summary.sha256).await.unwrap(), raw);
+        assert_eq!(store.raw_head(&summary.sha256, 4).await.unwrap(), b"From");
+
+        // Someone with write access to the bucket swaps the bytes.
+        let s3 = portcullis::store::blobs::s3::S3Blobs::open(&bucket.config).unwrap();
+        let key = s3.key(&summary.sha256).unwrap();
+        object_store::ObjectStoreExt::put(
+            s3.object_store(),
+            &key,
+            b"From: evil\r\n\r\nswapped"[..].to_vec().into(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.raw(&summary.sha256).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        object_store::ObjectStoreExt::delete(s3.object_store(), &key)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.raw(&summary.sha256).await,
+            Err(StoreError::Missing(_))
+        ));
+        assert!(matches!(
+            store.raw("../../etc/passwd").await,
+            Err(StoreError::BadKey(_))
+        ));
+
+        // A wrong secret: the server checks signatures, so nothing is
+        // stored and the error says why.
+        let wrong = dir.path().join("wrong.secret");
+        std::fs::write(&wrong, "not-the-secret-access-key").unwrap();
+        let mut bad = bucket.config.clone();
+        bad.secret_access_key_file = Some(wrong);
+        let refused = Store::open(dir.path(), None, Some(&bad)).await.unwrap();
+        let e = refused
+            .blobs
+            .put(raw.clone().into())
+            .await
+            .expect_err("a bad signature is refused");
+        assert!(matches!(e, StoreError::Object(_)), "{e}");
+        assert!(refused.blobs.check_writable().await.is_err());
+    });
+
+    // Through a door: with the bucket unreachable, a message to be held
+    // is answered tempfail (never accepted, never "quarantined").
+    let closed = crate::harness::free_port();
+    let mut down = bucket.config.clone();
+    down.endpoint = Some(format!("http://127.0.0.1:{closed}"));
+    let down = TestBucket { config: down };
+    let rules = tempfile::tempdir().expect("temp dir");
+    std::fs::write(rules.path().join("test.yar"), RULES).expect("rules");
+    let server = Server::start(&format!(
+        "[rules]\ndir = \"{}\"\n\n{}",
+        rules.path().display(),
+        down.toml()
+    ));
+    let r = server.post("/v1/check?rcpt=a%40example.com", &[], &raw);
+    assert_eq!(r.json()["action"], "tempfail", "{}", r.text());
+    assert!(r.json()["quarantine_id"].is_null());
+    assert_eq!(server.get("/readyz").status, 503, "{}", server.log());
+    assert!(
+        server.log().contains("quarantine write failed"),
+        "{}",
+        server.log()
+    );
 }
 
 fn links_scenario(db: Db) {
@@ -711,8 +951,8 @@ fn recipient_links_release_once_to_that_recipient_only_sqlite() {
 }
 
 #[test]
-fn recipient_links_release_once_to_that_recipient_only_postgres() {
-    links_scenario(Db::Postgres);
+fn recipient_links_release_once_to_that_recipient_only_postgres_s3() {
+    links_scenario(Db::Shared);
 }
 
 #[test]
@@ -1034,8 +1274,8 @@ fn sigkill_while_quarantining_loses_no_acknowledged_message_sqlite() {
 }
 
 #[test]
-fn sigkill_while_quarantining_loses_no_acknowledged_message_postgres() {
-    sigkill_scenario(Db::Postgres);
+fn sigkill_while_quarantining_loses_no_acknowledged_message_postgres_s3() {
+    sigkill_scenario(Db::Shared);
 }
 
 #[test]
@@ -1235,8 +1475,8 @@ fn concurrent_releases_and_deletes_send_at_most_once_sqlite() {
 }
 
 #[test]
-fn concurrent_releases_and_deletes_send_at_most_once_postgres() {
-    race_scenario(Db::Postgres);
+fn concurrent_releases_and_deletes_send_at_most_once_postgres_s3() {
+    race_scenario(Db::Shared);
 }
 
 #[test]
@@ -1298,16 +1538,20 @@ fn a_recipient_the_relay_refuses_does_not_hold_back_the_others() {
 fn stale_claim_scenario(db: Db) {
     use portcullis::store::{Actor, Event, RecipientState, Store};
     let dir = tempfile::tempdir().unwrap();
-    let url = match db {
-        Db::Sqlite => None,
-        Db::Postgres => Some(fresh_postgres()),
+    let (url, bucket) = match db {
+        Db::Sqlite => (None, None),
+        Db::Shared => (Some(fresh_postgres()), Some(TestBucket::fresh().config)),
     };
     let raw = message("Claimed", "PORTCULLIS-TEST-HOLD", "");
     let mut sub = portcullis::Submission::mail(raw.clone());
     sub.envelope.rcpt_to = vec!["a@example.com".into()];
     let report = crate::util::engine().inspect(&sub).unwrap();
     block_on(async {
-        let store = std::sync::Arc::new(Store::open(dir.path(), url.as_deref()).await.unwrap());
+        let store = std::sync::Arc::new(
+            Store::open(dir.path(), url.as_deref(), bucket.as_ref())
+                .await
+                .unwrap(),
+        );
         let id = store
             .quarantine(
                 raw.clone().into(),
@@ -1375,8 +1619,8 @@ fn stale_release_claims_are_recovered_and_live_ones_are_not_sqlite() {
 }
 
 #[test]
-fn stale_release_claims_are_recovered_and_live_ones_are_not_postgres() {
-    stale_claim_scenario(Db::Postgres);
+fn stale_release_claims_are_recovered_and_live_ones_are_not_postgres_s3() {
+    stale_claim_scenario(Db::Shared);
 }
 
 #[test]

@@ -187,15 +187,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// store too, beside a running `serve`.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<Store>, Keys)> {
     let data_dir = &config.server.data_dir;
-    let store = Store::open(data_dir, config.quarantine.database.as_deref())
-        .await
-        .with_context(|| format!("opening the quarantine in {}", data_dir.display()))?;
+    let store = Store::open(
+        data_dir,
+        config.quarantine.database.as_deref(),
+        config.quarantine.s3.as_ref(),
+    )
+    .await
+    .with_context(|| format!("opening the quarantine in {}", data_dir.display()))?;
+    tracing::info!(blobs = %store.blobs.describe(), "quarantine store open");
     let secret = config
         .release
         .secret_file
         .clone()
         .unwrap_or_else(|| data_dir.join("secret.key"));
-    let keys = Keys::load_or_create(&secret)?;
+    let mut keys = Keys::load_or_create(&secret)?;
+    for old in &config.release.previous_secret_files {
+        keys.add_previous(old)?;
+    }
     Ok((Arc::new(store), keys))
 }
 

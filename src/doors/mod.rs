@@ -285,10 +285,10 @@ async fn released(gw: &Gateway, sub: &Submission) -> Option<Checked> {
     }
     let raw = Arc::clone(&sub.raw);
     let rcpts = sub.envelope.rcpt_to.clone();
-    let key = gw.releaser.keys.stamp;
+    let keys: Vec<[u8; 32]> = gw.releaser.keys.generations().map(|k| k.stamp).collect();
     let ttl = cfg.release.stamp_ttl.as_secs();
     let verified = tokio::task::spawn_blocking(move || {
-        crate::release::stamp::verify(&key, &raw, &rcpts, crate::release::unix_now(), ttl)
+        crate::release::stamp::verify(&keys, &raw, &rcpts, crate::release::unix_now(), ttl)
     })
     .await
     .ok()?;

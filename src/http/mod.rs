@@ -133,10 +133,10 @@ impl Gateway {
         if engine.rules.version.is_empty() {
             return Err("no rule set loaded".into());
         }
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.blobs.check_writable())
+        self.store
+            .blobs
+            .check_writable()
             .await
-            .map_err(|e| format!("quarantine probe failed: {e}"))?
             .map_err(|e| format!("quarantine blob store not writable: {e}"))?;
         self.store
             .db

@@ -233,7 +233,7 @@ pub async fn raw_response(
     }
     let bytes = match gw.store.raw(&s.sha256).await {
         Ok(b) => b,
-        Err(crate::store::StoreError::Io { .. }) => {
+        Err(crate::store::StoreError::Missing(_)) => {
             return Err(ApiError(
                 StatusCode::GONE,
                 "the message bytes are no longer kept".into(),

@@ -161,7 +161,7 @@ pub fn run(live: &Engine, candidate: &Engine, items: Vec<Item>, blobs: &Blobs) -
         }
         let raw: Arc<[u8]> = match &item.raw {
             Raw::Bytes(b) => Arc::clone(b),
-            Raw::Blob(sha) => match blobs.get(sha) {
+            Raw::Blob(sha) => match blobs.get_blocking(sha) {
                 Ok(b) => b.into(),
                 Err(e) => {
                     out.errors.push(format!("{} {}: {e}", item.source, item.id));

@@ -82,7 +82,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
                 }
                 let outline = store
                     .blobs
-                    .get(&sha)
+                    .get_blocking(&sha)
                     .map_err(|e| e.to_string())
                     .and_then(|raw| {
                         inspector

@@ -2,6 +2,10 @@
 //! (a file, 0600) signs release links, release stamps, UI sessions and CSRF
 //! tokens; each use gets its own key so a value signed for one purpose is
 //! never valid for another.
+//!
+//! Rotation: the current secret signs; previous secrets
+//! (`release.previous_secret_files`) only verify, so links already in
+//! recipients' mailboxes keep working until they expire.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -29,6 +33,8 @@ pub struct Keys {
     pub stamp: [u8; 32],
     pub session: [u8; 32],
     pub csrf: [u8; 32],
+    /// Keys of previous secrets, newest first: they verify, never sign.
+    pub previous: Vec<Keys>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -45,7 +51,30 @@ impl Keys {
             stamp: derive("portcullis release stamp v1"),
             session: derive("portcullis ui session v1"),
             csrf: derive("portcullis ui csrf v1"),
+            previous: Vec::new(),
         }
+    }
+
+    /// The current keys, then each previous secret's: what a signature
+    /// may have been made with.
+    pub fn generations(&self) -> impl Iterator<Item = &Keys> {
+        std::iter::once(self).chain(self.previous.iter())
+    }
+
+    /// Adds the secret in `path` as a previous one (verify only). It must
+    /// exist: a rotation that lost the old secret should not start
+    /// silently.
+    pub fn add_previous(&mut self, path: &Path) -> Result<(), KeyError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        if bytes.len() < 32 {
+            return Err(KeyError::Short(shown));
+        }
+        self.previous.push(Keys::from_secret(&bytes));
+        Ok(())
     }
 
     /// Reads the secret file, creating it (32 random bytes, mode 0600)

@@ -3,7 +3,7 @@
 //! nonce, and is signed (HMAC-SHA256). Nothing about a link is stored until
 //! it is spent; spending records the nonce, so a link works once.
 
-use super::keys;
+use super::keys::{self, Keys};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
@@ -45,6 +45,19 @@ pub fn mint_with_nonce(
     let payload = format!("v1\n{id}\n{recipient}\n{expires_unix}\n{nonce}");
     let sig = keys::mac(key, &[payload.as_bytes()]);
     format!("{}.{}", B64.encode(payload), B64.encode(sig))
+}
+
+/// [`parse`] against every key generation: a link signed with a previous
+/// secret still works. Only a bad signature moves on to the next key; an
+/// expired or malformed link signed by one of them is answered as such.
+pub fn parse_any(keys: &Keys, token: &str, now_unix: u64) -> Result<Claims, LinkError> {
+    for k in keys.generations() {
+        match parse(&k.link, token, now_unix) {
+            Err(LinkError::BadSignature) => continue,
+            other => return other,
+        }
+    }
+    Err(LinkError::BadSignature)
 }
 
 pub fn parse(key: &[u8], token: &str, now_unix: u64) -> Result<Claims, LinkError> {
@@ -113,5 +126,26 @@ mod tests {
         assert_eq!(parse(KEY, &forged, 1000), Err(LinkError::BadSignature));
         assert_eq!(parse(KEY, "garbage", 1000), Err(LinkError::Malformed));
         assert_eq!(parse(KEY, "a.b.c", 1000), Err(LinkError::Malformed));
+    }
+
+    #[test]
+    fn links_of_a_previous_secret_verify_until_they_expire() {
+        let old = Keys::from_secret(&[1u8; 32]);
+        let t = mint(&old.link, "q1", "a@example.org", 2000);
+        let mut rotated = Keys::from_secret(&[2u8; 32]);
+        assert_eq!(
+            parse_any(&rotated, &t, 1000),
+            Err(LinkError::BadSignature),
+            "unknown to the new secret alone"
+        );
+        rotated.previous.push(old);
+        assert_eq!(parse_any(&rotated, &t, 1000).unwrap().id, "q1");
+        assert_eq!(parse_any(&rotated, &t, 2000), Err(LinkError::Expired));
+        let fresh = mint(&rotated.link, "q2", "a@example.org", 2000);
+        assert_eq!(parse_any(&rotated, &fresh, 1000).unwrap().id, "q2");
+        assert_eq!(
+            parse_any(&rotated, "garbage", 1000),
+            Err(LinkError::Malformed)
+        );
     }
 }

@@ -365,7 +365,7 @@ mod tests {
         assert!(text.ends_with("\r\n.hidden\r\nline"), "{text:?}");
         assert!(!text.replace("\r\n", "").contains('\n'));
         assert_eq!(
-            stamp::verify(&key, &out, &rcpts, unix_now(), 60),
+            stamp::verify(&[key], &out, &rcpts, unix_now(), 60),
             Ok(Some("q9".into()))
         );
     }

@@ -40,8 +40,10 @@ pub fn sign(key: &[u8], id: &str, recipients: &[String], raw: &[u8], now_unix: u
 
 /// Checks a stamp found in `raw`; returns the quarantine id it releases.
 /// `Ok(None)` when there is no stamp at all.
+/// `stamp_keys`: the current stamp key, then previous ones (a message released
+/// just before a rotation comes back after it).
 pub fn verify(
-    key: &[u8],
+    stamp_keys: &[[u8; 32]],
     raw: &[u8],
     recipients: &[String],
     now_unix: u64,
@@ -69,11 +71,12 @@ pub fn verify(
     // The stamp names the recipients it was issued for; the envelope it
     // comes back with must be among them. Only the signature can say which
     // they were, so try the envelope's own set.
-    if !keys::verify(
-        key,
-        &parts(&id, t, recipients, &body_sha256(raw)).refs(),
-        &sig,
-    ) {
+    let body = body_sha256(raw);
+    let signed = parts(&id, t, recipients, &body);
+    if !stamp_keys
+        .iter()
+        .any(|k| keys::verify(k, &signed.refs(), &sig))
+    {
         return Err(StampError::BadSignature);
     }
     if now_unix.saturating_sub(t) > ttl_secs || t > now_unix.saturating_add(300) {
@@ -137,7 +140,7 @@ pub fn body_sha256(raw: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const KEY: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
     fn stamped(rcpts: &[String], raw: &[u8], t: u64) -> Vec<u8> {
         let mut out = sign(KEY, "q1", rcpts, raw, t).into_bytes();
@@ -155,38 +158,38 @@ mod tests {
         // Order and case of recipients do not matter; a relay's Received does not.
         let back = vec!["b@example.org".to_string(), "a@example.org".to_string()];
         assert_eq!(
-            verify(KEY, &relayed, &back, 1010, 3600),
+            verify(&[*KEY], &relayed, &back, 1010, 3600),
             Ok(Some("q1".into()))
         );
         assert_eq!(
-            verify(KEY, &msg, &["c@example.org".to_string()], 1010, 3600),
+            verify(&[*KEY], &msg, &["c@example.org".to_string()], 1010, 3600),
             Err(StampError::BadSignature)
         );
         assert_eq!(
-            verify(KEY, &msg, &rcpts, 1000 + 3601, 3600),
+            verify(&[*KEY], &msg, &rcpts, 1000 + 3601, 3600),
             Err(StampError::Expired)
         );
+        let other = *b"another key another key another ";
         assert_eq!(
-            verify(
-                b"another key another key another k",
-                &msg,
-                &rcpts,
-                1010,
-                3600
-            ),
+            verify(&[other], &msg, &rcpts, 1010, 3600),
             Err(StampError::BadSignature)
+        );
+        // After a rotation the old key is still among the verifying ones.
+        assert_eq!(
+            verify(&[other, *KEY], &msg, &rcpts, 1010, 3600),
+            Ok(Some("q1".into()))
         );
         let mut changed = msg.clone();
         let n = changed.len();
         changed[n - 3] = b'X';
         assert_eq!(
-            verify(KEY, &changed, &rcpts, 1010, 3600),
+            verify(&[*KEY], &changed, &rcpts, 1010, 3600),
             Err(StampError::BadSignature)
         );
-        assert_eq!(verify(KEY, raw, &rcpts, 1010, 3600), Ok(None));
+        assert_eq!(verify(&[*KEY], raw, &rcpts, 1010, 3600), Ok(None));
         assert_eq!(
             verify(
-                KEY,
+                &[*KEY],
                 b"X-Portcullis-Release: v1; id=q1\r\n\r\nb",
                 &rcpts,
                 1010,

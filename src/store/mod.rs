@@ -1,10 +1,10 @@
 //! Durable state: the quarantine. Raw messages in a content-addressed blob
-//! store ([`blobs`]), everything operators search, and every state change
+//! store ([`blobs`]: a local folder, or an S3-compatible bucket), everything operators search, and every state change
 //! with who made it, in a SQL index ([`db`]): SQLite by default, PostgreSQL
 //! when several gateways share one queue. The same SQL runs on both.
 //!
-//! The order of writes is what keeps mail safe: the blob is on disk
-//! (fsynced) before its row is committed, and the row is committed before
+//! The order of writes is what keeps mail safe: the blob is durable
+//! (fsynced, or acknowledged by the object store) before its row is committed, and the row is committed before
 //! any door answers "quarantined". A crash in between leaves at worst an
 //! unreferenced blob, never a row without its message.
 
@@ -32,8 +32,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("stored message {0} does not match its sha256: damaged on disk")]
+    #[error("stored message {0} does not match its sha256: damaged in storage")]
     Corrupt(String),
+    #[error("stored message {0} is not in the blob store (removed, or never written)")]
+    Missing(String),
+    #[error("object store: {0}")]
+    Object(Box<object_store::Error>),
     #[error("not a blob key: {0:?}")]
     BadKey(String),
     #[error("database: {0}")]
@@ -333,13 +337,21 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens (creating if needed) the blob directory and the database, and
     /// brings the schema up to date.
-    pub async fn open(data_dir: &Path, database: Option<&str>) -> Result<Store, StoreError> {
-        let blobs = {
-            let dir = data_dir.to_owned();
-            tokio::task::spawn_blocking(move || Blobs::open(&dir))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??
-        };
+    pub async fn open(
+        data_dir: &Path,
+        database: Option<&str>,
+        s3: Option<&crate::config::S3Config>,
+    ) -> Result<Store, StoreError> {
+        // The database, the secret and the audit log live here whatever
+        // holds the blobs.
+        tokio::fs::create_dir_all(data_dir)
+            .await
+            .map_err(|source| StoreError::Io {
+                what: "creating",
+                path: data_dir.to_owned(),
+                source,
+            })?;
+        let blobs = Blobs::open(data_dir, s3).await?;
         let url = match database {
             Some(url) => url.to_string(),
             None => format!(
@@ -366,11 +378,7 @@ impl Store {
         retention: Duration,
     ) -> Result<String, StoreError> {
         let _shared = self.gc.read().await;
-        let me = Arc::clone(self);
-        let bytes = Arc::clone(&raw);
-        let sha256 = tokio::task::spawn_blocking(move || me.blobs.put(&bytes))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let sha256 = self.blobs.put(Arc::clone(&raw)).await?;
         let received = now_ms();
         let id = new_id(received, &sha256);
         let subject = crate::doors::header_value(&raw, "subject").map(|s| clip(&s, 998));
@@ -394,11 +402,7 @@ impl Store {
 
     /// The raw message, checked against its sha256.
     pub async fn raw(self: &Arc<Self>, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        let me = Arc::clone(self);
-        let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || me.blobs.get(&sha))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.blobs.get(sha256).await
     }
 
     /// The start of the raw message, for display (see [`Blobs::head`]).
@@ -407,11 +411,7 @@ impl Store {
         sha256: &str,
         max: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        let me = Arc::clone(self);
-        let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || me.blobs.head(&sha, max))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.blobs.head(sha256, max).await
     }
 
     /// Removes the blob behind `sha256` if no row that still needs it is
@@ -421,11 +421,7 @@ impl Store {
         if self.db.blob_in_use(sha256).await? {
             return Ok(false);
         }
-        let me = Arc::clone(self);
-        let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || me.blobs.remove(&sha))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        self.blobs.remove(sha256).await?;
         Ok(true)
     }
 

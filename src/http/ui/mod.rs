@@ -929,7 +929,7 @@ fn link_error(e: LinkError) -> Response {
 }
 
 async fn link_page(AxState(gw): AxState<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    let claims = match link::parse(&gw.releaser.keys.link, &token, unix_now()) {
+    let claims = match link::parse_any(&gw.releaser.keys, &token, unix_now()) {
         Ok(c) => c,
         Err(e) => return link_error(e),
     };
@@ -1011,7 +1011,7 @@ async fn link_release(
     Path(token): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let claims = match link::parse(&gw.releaser.keys.link, &token, unix_now()) {
+    let claims = match link::parse_any(&gw.releaser.keys, &token, unix_now()) {
         Ok(c) => c,
         Err(e) => return link_error(e),
     };

@@ -45,7 +45,10 @@ pub fn current(keys: &Keys, auth: &AuthConfig, headers: &HeaderMap, now: u64) ->
     let (p, m) = value.split_once('.')?;
     let payload = B64.decode(p).ok()?;
     let mac = B64.decode(m).ok()?;
-    if !keys::verify(&keys.session, &[&payload], &mac) {
+    if !keys
+        .generations()
+        .any(|k| keys::verify(&k.session, &[&payload], &mac))
+    {
         return None;
     }
     let text = String::from_utf8(payload).ok()?;

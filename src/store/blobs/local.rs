@@ -1,4 +1,5 @@
-//! Raw quarantined messages on local disk, content-addressed by sha256.
+//! The local blob backend: a folder on this machine (or a shared file
+//! system).
 //!
 //! ```text
 //! DATA_DIR/quarantine/blobs/ab/ab12…(sha256)   raw message
@@ -9,7 +10,7 @@
 //! crash leaves either no blob or the whole blob, never half a file. All
 //! functions here block: call them from the blocking pool.
 
-use super::StoreError;
+use super::{StoreError, check_key};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::Write;
@@ -24,16 +25,24 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+fn missing_or(e: std::io::Error, sha256: &str, path: &Path) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::Missing(sha256.to_string())
+    } else {
+        io("reading", path)(e)
+    }
+}
+
 #[derive(Debug)]
-pub struct Blobs {
+pub struct LocalBlobs {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
 }
 
-impl Blobs {
+impl LocalBlobs {
     /// Creates the directories if needed.
-    pub fn open(data_dir: &Path) -> Result<Blobs, StoreError> {
+    pub fn open(data_dir: &Path) -> Result<LocalBlobs, StoreError> {
         let quarantine = data_dir.join("quarantine");
         let root = quarantine.join("blobs");
         let tmp = data_dir.join("tmp");
@@ -67,7 +76,7 @@ impl Blobs {
                 .and_then(|d| d.sync_all())
                 .map_err(io("syncing directory", dir))?;
         }
-        Ok(Blobs {
+        Ok(LocalBlobs {
             root,
             tmp,
             counter: AtomicU64::new(0),
@@ -92,7 +101,7 @@ impl Blobs {
     /// on disk is an error, never served as the message.
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(sha256)?;
-        let data = fs::read(&path).map_err(io("reading", &path))?;
+        let data = fs::read(&path).map_err(|e| missing_or(e, sha256, &path))?;
         if hex::encode(Sha256::digest(&data)) != sha256 {
             return Err(StoreError::Corrupt(sha256.to_string()));
         }
@@ -107,7 +116,7 @@ impl Blobs {
         let mut out = Vec::new();
         File::open(&path)
             .and_then(|f| f.take(max as u64).read_to_end(&mut out))
-            .map_err(io("reading", &path))?;
+            .map_err(|e| missing_or(e, sha256, &path))?;
         Ok(out)
     }
 
@@ -124,10 +133,13 @@ impl Blobs {
     /// Where the blob for `sha256` lives; refuses anything that is not a
     /// sha256, so no caller can turn an id into a path elsewhere.
     pub fn path(&self, sha256: &str) -> Result<PathBuf, StoreError> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::BadKey(sha256.chars().take(80).collect()));
-        }
+        check_key(sha256)?;
         Ok(self.root.join(&sha256[..2]).join(sha256))
+    }
+
+    /// The folder the blobs are in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// For `/readyz`: can we still write durably?
@@ -174,7 +186,7 @@ mod tests {
     #[test]
     fn round_trip_dedup_and_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
         let a = blobs.put(b"message one").unwrap();
         assert_eq!(blobs.put(b"message one").unwrap(), a);
         assert_eq!(blobs.get(&a).unwrap(), b"message one");
@@ -183,7 +195,7 @@ mod tests {
         assert!(matches!(blobs.get(&a), Err(StoreError::Corrupt(_))));
         blobs.remove(&a).unwrap();
         blobs.remove(&a).unwrap();
-        assert!(blobs.get(&a).is_err());
+        assert!(matches!(blobs.get(&a), Err(StoreError::Missing(_))));
         assert!(matches!(
             blobs.path("../../etc/passwd"),
             Err(StoreError::BadKey(_))
