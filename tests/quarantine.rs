@@ -792,7 +792,7 @@ fn the_s3_backend_checks_what_it_reads_and_fails_closed() {
         let refused = Store::open(dir.path(), None, Some(&bad)).await.unwrap();
         let e = refused
             .blobs
-            .put(raw.clone().into())
+            .put(&sha(&raw), raw.clone().into())
             .await
             .expect_err("a bad signature is refused");
         assert!(matches!(e, StoreError::Object(_)), "{e}");
@@ -821,6 +821,68 @@ fn the_s3_backend_checks_what_it_reads_and_fails_closed() {
         "{}",
         server.log()
     );
+}
+
+/// Two nodes, one PostgreSQL and one bucket: node A deletes a held
+/// message while node B quarantines the same bytes again. Whatever the
+/// interleaving, B's message must keep its blob (the blob lock in the
+/// database makes A's "nothing uses it, remove it" one step).
+#[test]
+fn the_same_bytes_held_on_one_node_while_deleted_on_another_keep_their_blob_postgres_s3() {
+    use portcullis::store::{Actor, Store};
+    let url = fresh_postgres();
+    let bucket = TestBucket::fresh();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = std::sync::Arc::new(
+            Store::open(dir_a.path(), Some(&url), Some(&bucket.config))
+                .await
+                .unwrap(),
+        );
+        let b = std::sync::Arc::new(
+            Store::open(dir_b.path(), Some(&url), Some(&bucket.config))
+                .await
+                .unwrap(),
+        );
+        for round in 0..40 {
+            let raw = message(&format!("Twice {round}"), "PORTCULLIS-TEST-HOLD", "");
+            let mut sub = portcullis::Submission::mail(raw.clone());
+            sub.envelope.rcpt_to = vec!["a@example.com".into()];
+            let report = crate::util::engine().inspect(&sub).unwrap();
+            let hold = |s: std::sync::Arc<Store>| {
+                let (raw, env, report) = (raw.clone(), sub.envelope.clone(), report.clone());
+                async move {
+                    s.quarantine(
+                        raw.into(),
+                        &env,
+                        portcullis::model::Door::Native,
+                        &report,
+                        Duration::from_secs(3600),
+                    )
+                    .await
+                    .unwrap()
+                }
+            };
+            let first = hold(std::sync::Arc::clone(&a)).await;
+            let a2 = std::sync::Arc::clone(&a);
+            let deleting = tokio::spawn(async move {
+                a2.delete(&first, &Actor::system()).await.unwrap();
+            });
+            let second = hold(std::sync::Arc::clone(&b)).await;
+            deleting.await.unwrap();
+            let sha256 = sha(&raw);
+            assert_eq!(
+                b.raw(&sha256).await.map_err(|e| e.to_string()),
+                Ok(raw.clone()),
+                "round {round}: {second} lost its bytes"
+            );
+        }
+    });
 }
 
 fn links_scenario(db: Db) {

@@ -36,6 +36,9 @@ impl Backend {
     }
 }
 
+/// `pg_advisory_xact_lock(BLOB_LOCK_SPACE, key)`: "port" as 32 bits.
+const BLOB_LOCK_SPACE: i32 = 0x706f_7274;
+
 pub struct Db {
     pub(super) pool: AnyPool,
     pub backend: Backend,
@@ -189,7 +192,46 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    pub(super) async fn insert(&self, m: NewMessage<'_>) -> Result<(), StoreError> {
+    /// Takes the lock on one blob for the rest of `tx` (PostgreSQL; with
+    /// SQLite there is one node and the store's in-process lock does it).
+    /// Writers of rows pointing at a blob hold it shared while they write
+    /// the blob and the row; removing a blob holds it exclusively from the
+    /// "nothing uses it" check to the removal. Without it, node B could
+    /// find a blob unused and remove it just as node A, quarantining the
+    /// same bytes again, wrote it and was about to commit its row.
+    async fn lock_blob(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        sha256: &str,
+        exclusive: bool,
+    ) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        // The two-key form is a lock space of its own, apart from the
+        // events' one-key lock. A collision of 32-bit keys only makes two
+        // unrelated blobs wait for each other.
+        let key = u32::from_str_radix(sha256.get(..8).unwrap_or("0"), 16).unwrap_or(0) as i32;
+        let sql = if exclusive {
+            "SELECT pg_advisory_xact_lock($1, $2)"
+        } else {
+            "SELECT pg_advisory_xact_lock_shared($1, $2)"
+        };
+        sqlx::query(sql)
+            .bind(BLOB_LOCK_SPACE)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts a held message's rows; `write_blob` runs first, under the
+    /// blob's lock, and the rows are committed only when it succeeded.
+    pub(super) async fn insert(
+        &self,
+        m: NewMessage<'_>,
+        write_blob: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
         let v = &m.report.verdict;
         let rule = v
             .deciding_finding
@@ -198,6 +240,8 @@ impl Db {
         let envelope = serde_json::to_string(m.envelope)?;
         let report = serde_json::to_string(m.report)?;
         let mut tx = self.pool.begin().await?;
+        self.lock_blob(&mut tx, m.sha256, false).await?;
+        write_blob.await?;
         sqlx::query(
             "INSERT INTO messages (id, received_ms, expires_ms, updated_ms, state, door, action, \
              score, sender, subject, message_id, client_ip, helo, queue_id, sha256, size, rule, \
@@ -935,15 +979,29 @@ impl Db {
         Ok(())
     }
 
-    pub(super) async fn blob_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+    /// Runs `remove_blob` if no row needs the blob any more (deleted,
+    /// expired and purged rows do not), under the blob's exclusive lock.
+    /// Returns whether it ran.
+    pub(super) async fn collect_blob(
+        &self,
+        sha256: &str,
+        remove_blob: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_blob(&mut tx, sha256, true).await?;
         let n: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM messages WHERE sha256 = $1 AND purged_ms IS NULL",
         )
         .bind(sha256)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
-        Ok(n > 0)
+        if n > 0 {
+            return Ok(false);
+        }
+        remove_blob.await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Releases that stopped without finishing (a crash, a lost database

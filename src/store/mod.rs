@@ -378,24 +378,27 @@ impl Store {
         retention: Duration,
     ) -> Result<String, StoreError> {
         let _shared = self.gc.read().await;
-        let sha256 = self.blobs.put(Arc::clone(&raw)).await?;
+        let sha256 = blobs::digest(Arc::clone(&raw)).await?;
         let received = now_ms();
         let id = new_id(received, &sha256);
         let subject = crate::doors::header_value(&raw, "subject").map(|s| clip(&s, 998));
         let message_id = crate::doors::header_value(&raw, "message-id").map(|s| clip(&s, 998));
         self.db
-            .insert(db::NewMessage {
-                id: &id,
-                received_ms: received,
-                expires_ms: received.saturating_add(retention.as_millis() as i64),
-                door: door.as_str(),
-                envelope,
-                subject: subject.as_deref(),
-                message_id: message_id.as_deref(),
-                sha256: &sha256,
-                size: raw.len() as i64,
-                report,
-            })
+            .insert(
+                db::NewMessage {
+                    id: &id,
+                    received_ms: received,
+                    expires_ms: received.saturating_add(retention.as_millis() as i64),
+                    door: door.as_str(),
+                    envelope,
+                    subject: subject.as_deref(),
+                    message_id: message_id.as_deref(),
+                    sha256: &sha256,
+                    size: raw.len() as i64,
+                    report,
+                },
+                self.blobs.put(&sha256, Arc::clone(&raw)),
+            )
             .await?;
         Ok(id)
     }
@@ -418,11 +421,9 @@ impl Store {
     /// left (deleted, expired and purged rows do not).
     pub async fn collect(self: &Arc<Self>, sha256: &str) -> Result<bool, StoreError> {
         let _exclusive = self.gc.write().await;
-        if self.db.blob_in_use(sha256).await? {
-            return Ok(false);
-        }
-        self.blobs.remove(sha256).await?;
-        Ok(true)
+        self.db
+            .collect_blob(sha256, self.blobs.remove(sha256))
+            .await
     }
 
     /// Deletes a held message: final, audited, blob removed when unused.

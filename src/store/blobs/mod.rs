@@ -56,14 +56,15 @@ impl Blobs {
         }
     }
 
-    /// Stores `raw` durably; returns its sha256 (hex).
-    pub async fn put(&self, raw: Arc<[u8]>) -> Result<String, StoreError> {
+    /// Stores `raw` durably under `sha256`, which the caller computed
+    /// with [`digest`] (it needs the key before the write, to lock it).
+    pub async fn put(&self, sha256: &str, raw: Arc<[u8]>) -> Result<(), StoreError> {
         match self {
             Blobs::Local(l) => {
-                let l = Arc::clone(l);
-                blocking(move || l.put(&raw)).await
+                let (l, sha) = (Arc::clone(l), sha256.to_string());
+                blocking(move || l.put(&sha, &raw)).await
             }
-            Blobs::S3(s) => s.put(raw).await,
+            Blobs::S3(s) => s.put(sha256, raw).await,
         }
     }
 
@@ -127,8 +128,17 @@ impl Blobs {
     }
 }
 
-/// Refuses anything that is not a lowercase or uppercase hex sha256, so no
-/// caller can turn an id into a path or key elsewhere.
+/// sha256 (hex) of a whole message, off the async threads (50 MB take
+/// ~0.2 s).
+pub async fn digest(raw: impl AsRef<[u8]> + Send + 'static) -> Result<String, StoreError> {
+    use sha2::{Digest, Sha256};
+    tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(raw.as_ref())))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+}
+
+/// Refuses anything that is not a sha256 in hex, so no caller can turn an
+/// id into a path or key elsewhere.
 pub(crate) fn check_key(sha256: &str) -> Result<(), StoreError> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(StoreError::BadKey(sha256.chars().take(80).collect()));

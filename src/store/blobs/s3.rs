@@ -12,7 +12,7 @@
 //! `quarantine.s3.timeout` including retries: a door waiting on a slow
 //! bucket answers tempfail before the MTA gives up on it.
 
-use super::{StoreError, check_key};
+use super::{StoreError, check_key, digest};
 use crate::config::S3Config;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -20,7 +20,6 @@ use object_store::path::Path;
 use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +37,6 @@ fn object_error(e: object_store::Error, sha256: &str) -> StoreError {
         object_store::Error::NotFound { .. } => StoreError::Missing(sha256.to_string()),
         other => StoreError::Object(Box::new(other)),
     }
-}
-
-/// sha256 of a whole message, off the async threads (50 MB is ~0.2 s).
-async fn digest(raw: impl AsRef<[u8]> + Send + 'static) -> Result<String, StoreError> {
-    tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(raw.as_ref())))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
 }
 
 impl S3Blobs {
@@ -123,16 +115,15 @@ impl S3Blobs {
     /// Always a PUT, even when the same bytes are stored already: one
     /// request either way, and a HEAD would not prove the stored object
     /// intact (`get` does that, against the sha256).
-    pub async fn put(&self, raw: Arc<[u8]>) -> Result<String, StoreError> {
-        let sha256 = digest(Arc::clone(&raw)).await?;
-        let key = self.key(&sha256)?;
+    pub async fn put(&self, sha256: &str, raw: Arc<[u8]>) -> Result<(), StoreError> {
+        let key = self.key(sha256)?;
         // The message's shared bytes go out as they are, not copied.
         let payload = PutPayload::from(Bytes::from_owner(raw));
         self.store
             .put(&key, payload)
             .await
-            .map_err(|e| object_error(e, &sha256))?;
-        Ok(sha256)
+            .map_err(|e| object_error(e, sha256))?;
+        Ok(())
     }
 
     pub async fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
