@@ -10,6 +10,7 @@ mod cli;
 pub mod clients;
 mod deploy;
 pub mod events;
+mod exim;
 mod formats;
 mod hostile;
 mod lifecycle;

@@ -10,6 +10,7 @@
 pub mod milter;
 pub mod mta_hooks;
 pub mod native;
+pub mod rspamc;
 pub mod rspamd;
 
 use crate::config::Config;

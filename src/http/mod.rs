@@ -279,14 +279,25 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let header_timeout = server.header_timeout;
         tokio::spawn(async move {
+            // Exim's rspamd variant speaks rspamd's older text protocol on
+            // the same port; everything else is HTTP.
+            if crate::doors::rspamc::sniff(&stream, header_timeout).await
+                == crate::doors::rspamc::Sniffed::Rspamc
+            {
+                crate::doors::rspamc::serve(stream, peer, router, header_timeout).await;
+                drop(permit);
+                return;
+            }
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
