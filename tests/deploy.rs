@@ -4,8 +4,10 @@
 //! API schemas (kubernetes-validate, strict) with the config they carry
 //! checked by `portcullis config check`. (The MTA recipes are exercised by
 //! the door tests: deploy/postfix by tests/milter.rs, deploy/haraka and
-//! deploy/rspamd-proxy by tests/clients.rs. deploy/container is not built:
-//! no container engine runs on these machines.)
+//! deploy/rspamd-proxy by tests/clients.rs, deploy/exim by tests/exim.rs.
+//! deploy/container is checked as far as can be without building it: no
+//! container engine runs on these machines and CI reaches no image
+//! registry.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,4 +191,123 @@ fn the_kubernetes_manifests_validate_and_carry_a_valid_config() {
     assert!(deployment.contains("mountPath: /etc/portcullis/secrets"));
     assert!(yaml.contains("secret_file = \"/etc/portcullis/secrets/secret.key\""));
     assert!(deployment.contains("path: /readyz") && deployment.contains("path: /healthz"));
+}
+
+/// The Dockerfile's instructions, continuation lines joined (no engine
+/// parses it here, so the test does the little parsing it needs).
+fn dockerfile() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(deploy("container/Dockerfile")).expect("Dockerfile");
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if pending.is_empty() && (line.trim_start().starts_with('#') || line.trim().is_empty()) {
+            continue;
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        let (op, rest) = pending
+            .trim()
+            .split_once(' ')
+            .unwrap_or((pending.trim(), ""));
+        out.push((op.to_ascii_uppercase(), rest.trim().to_string()));
+        pending.clear();
+    }
+    out
+}
+
+/// What can be checked of the image without a container engine (none runs
+/// here, and CI reaches no image registry to pull the base images from):
+/// its runtime stage runs as a non-root user, the command it starts parses
+/// and serves with this build's binary, and its HEALTHCHECK command, run
+/// as written, passes against that server and fails once it is gone. The
+/// build stage itself is not exercised.
+#[test]
+fn the_container_runs_non_root_and_its_command_and_health_check_work() {
+    let steps = dockerfile();
+    let froms: Vec<&String> = steps
+        .iter()
+        .filter(|(op, _)| op == "FROM")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(froms.len(), 2, "multi-stage: build, then runtime");
+    let runtime_start = steps
+        .iter()
+        .rposition(|(op, _)| op == "FROM")
+        .expect("a runtime stage");
+    let runtime = &steps[runtime_start..];
+    let get = |name: &str| {
+        runtime
+            .iter()
+            .find(|(op, _)| op == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no {name} in the runtime stage"))
+    };
+    let user = get("USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "USER {user}"
+    );
+    assert!(get("COPY").contains("--from=build"));
+
+    // The command the image runs, on loopback ports of our choosing.
+    let json = |s: String| -> Vec<String> {
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    };
+    let entry = json(get("ENTRYPOINT"));
+    assert_eq!(entry, vec!["/usr/local/bin/portcullis"]);
+    let (http, milter) = (crate::harness::free_port(), crate::harness::free_port());
+    let data = tempfile::tempdir().expect("data dir");
+    let args: Vec<String> = json(get("CMD"))
+        .into_iter()
+        .map(|a| {
+            a.replace("0.0.0.0:11333", &format!("127.0.0.1:{http}"))
+                .replace("0.0.0.0:11332", &format!("127.0.0.1:{milter}"))
+                .replace("/var/lib/portcullis", &data.path().display().to_string())
+        })
+        .collect();
+    assert!(args.iter().any(|a| a == "--log-json"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(&args).current_dir(data.path());
+    let server = crate::harness::Server::spawn(cmd, tempfile::tempdir().expect("dir"));
+
+    // HEALTHCHECK … CMD ["bash", "-c", "…"], port swapped.
+    let hc = get("HEALTHCHECK");
+    let at = hc.find("CMD").expect("HEALTHCHECK CMD");
+    let check: Vec<String> = json(hc[at + 3..].trim().to_string())
+        .into_iter()
+        .map(|a| a.replace("11333", &http.to_string()))
+        .collect();
+    let run_check = || {
+        Command::new(&check[0])
+            .args(&check[1..])
+            .status()
+            .expect("running the health check")
+            .success()
+    };
+    assert!(
+        crate::harness::eventually(std::time::Duration::from_secs(30), || run_check()
+            .then_some(()))
+        .is_some(),
+        "health check never passed; log:\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("\"level\":\"INFO\""), "--log-json");
+    drop(server);
+    assert!(!run_check(), "the health check fails when nothing answers");
+
+    // The example config the image carries is valid.
+    let (ok, text) = output(
+        env!("CARGO_BIN_EXE_portcullis"),
+        &[
+            "config",
+            "check",
+            deploy("portcullis.toml").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(ok, "{text}");
 }
