@@ -158,3 +158,44 @@ fn zip_quine_like_self_nesting_stops() {
         .count();
     assert_eq!(dups, 2, "{:?}", report.objects);
 }
+
+#[test]
+fn a_zip_of_many_broken_entries_carries_a_few_findings_not_one_each() {
+    // 50 stored entries whose bytes no longer match their CRC.
+    let names: Vec<String> = (0..50).map(|i| format!("f{i:02}.txt")).collect();
+    let entries: Vec<(&str, zip::CompressionMethod, &[u8])> = names
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                zip::CompressionMethod::Stored,
+                &b"ORIGINAL-CONTENT"[..],
+            )
+        })
+        .collect();
+    let mut zip = portcullis::samples::zip_methods(&entries);
+    let mut at = 0;
+    while let Some(i) = zip[at..].windows(8).position(|w| w == b"ORIGINAL") {
+        zip[at + i] = b'X';
+        at += i + 8;
+    }
+    let report = tight()
+        .inspect(&Submission::file(Some("broken.zip".into()), zip))
+        .unwrap();
+    let unopenable: Vec<&portcullis::model::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind.name() == "UNOPENABLE")
+        .collect();
+    assert_eq!(
+        unopenable.len(),
+        portcullis::pipeline::SAME_KIND_PER_OBJECT,
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        unopenable[2].description.contains("(and 47 more like it)"),
+        "{}",
+        unopenable[2].description
+    );
+}

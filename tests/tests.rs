@@ -4,6 +4,7 @@ mod harness;
 mod openapi;
 mod util;
 
+mod bombs;
 mod browser;
 mod cache;
 mod cli;

@@ -25,7 +25,10 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     };
 
     let mut out = Extracted::default();
-    let mut sloppy: Vec<String> = Vec::new();
+    let mut sloppy = Sloppy::default();
+    // One pass over the message instead of one search per multipart: a
+    // message can nest a million of them.
+    let closed = closing_boundaries(data);
     // Before any attachment is opened: the key to a locked one is usually
     // in the subject or the text beside it.
     if let Some(subject) = message.subject() {
@@ -49,11 +52,10 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         }
         let bytes: Vec<u8> = match &part.body {
             PartType::Multipart(_) => {
-                if let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary")) {
-                    let closing = format!("--{boundary}--");
-                    if crate::pipeline::identify::memfind(data, closing.as_bytes()).is_none() {
-                        sloppy.push(format!("part {index}: multipart without closing boundary"));
-                    }
+                if let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary"))
+                    && !closed.contains(boundary.as_bytes())
+                {
+                    sloppy.push(format!("part {index}: multipart without closing boundary"));
                 }
                 continue;
             }
@@ -75,12 +77,51 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         }
     }
     out.scan_view = without_encoded_bodies(data, &message.parts);
-    if !sloppy.is_empty() {
-        out.findings.push(FindingKind::MalformedMime {
-            detail: sloppy.join("; "),
-        });
+    if let Some(detail) = sloppy.detail() {
+        out.findings.push(FindingKind::MalformedMime { detail });
     }
     Ok(out)
+}
+
+/// What is wrong with a message's MIME: the first few problems in words,
+/// then how many more (a crafted message can have one per part).
+#[derive(Default)]
+struct Sloppy {
+    first: Vec<String>,
+    more: usize,
+}
+
+impl Sloppy {
+    const SHOWN: usize = 5;
+
+    fn push(&mut self, what: String) {
+        if self.first.len() < Self::SHOWN {
+            self.first.push(what);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        if self.first.is_empty() {
+            return None;
+        }
+        let mut d = self.first.join("; ");
+        if self.more > 0 {
+            d.push_str(&format!("; and {} more", self.more));
+        }
+        Some(d)
+    }
+}
+
+/// Every `X` for which a line `--X--` closes a multipart somewhere.
+fn closing_boundaries(data: &[u8]) -> std::collections::HashSet<&[u8]> {
+    data.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.trim_ascii_end();
+            line.strip_prefix(b"--")?.strip_suffix(b"--")
+        })
+        .collect()
 }
 
 /// The words of an HTML body: tags dropped, common entities decoded, so
@@ -194,5 +235,43 @@ fn opaque(why: &str) -> Extracted {
             detail: why.to_string(),
         }],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_boundaries_are_found_in_one_pass_and_problems_capped() {
+        let data = b"--a--\r\n--b-- \r\nx--c--\r\n--d\r\n--e----\r\n";
+        let closed = closing_boundaries(data);
+        assert!(closed.contains(&b"a"[..]) && closed.contains(&b"b"[..]));
+        assert!(closed.contains(&b"e--"[..]), "a boundary may end in dashes");
+        assert!(!closed.contains(&b"c"[..]), "only at the start of a line");
+        assert!(!closed.contains(&b"d"[..]), "an opening delimiter");
+
+        let mut m = String::from("From: a@b\r\nSubject: nested\r\n");
+        for i in 0..40 {
+            m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        m.push_str("Content-Type: text/plain\r\n\r\nbottom\r\n");
+        let mut budget = Budget::new(crate::config::Limits::default(), std::time::Instant::now());
+        let out = extract(m.as_bytes(), &mut budget).unwrap();
+        let details: Vec<&String> = out
+            .findings
+            .iter()
+            .filter_map(|f| match f {
+                FindingKind::MalformedMime { detail } => Some(detail),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(details.len(), 1);
+        assert_eq!(details[0].matches("without closing boundary").count(), 5);
+        assert!(details[0].ends_with(" more"), "{}", details[0]);
+        assert!(details[0].len() < 400, "{}", details[0]);
+        assert_eq!(out.children.len(), 1, "the bottom part is still found");
     }
 }

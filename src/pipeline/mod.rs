@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 
 pub const REPORT_SCHEMA: &str = "portcullis.report.v1";
 
+/// How many findings of one kind an unpacker may raise on one container.
+pub const SAME_KIND_PER_OBJECT: usize = 3;
+
 /// Everything known about one submission after inspection.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -484,9 +487,7 @@ impl<'e> Inspector<'e> {
         let is_container = extract::is_container(&true_type);
         if true_type == FileType::Text {
             let out = extract::text_children(data, &mut state.budget);
-            for kind in out.findings {
-                state.builtin(id, kind);
-            }
+            state.builtins(id, out.findings);
             if let Some(kind) = out.stopped {
                 state.limit(id, kind);
             }
@@ -504,9 +505,7 @@ impl<'e> Inspector<'e> {
         });
         match extracted {
             Ok(out) => {
-                for kind in out.findings {
-                    state.builtin(id, kind);
-                }
+                state.builtins(id, out.findings);
                 if let Some(kind) = out.stopped {
                     state.limit(id, kind);
                 }
@@ -670,6 +669,42 @@ impl State {
         let score = policy::builtin_score(&kind);
         let description = describe(&kind);
         self.push(object, kind, score, None, description);
+    }
+
+    /// A container's findings from its unpacker, at most
+    /// [`SAME_KIND_PER_OBJECT`] of one kind: an archive of 20 000 broken
+    /// entries is one problem, not 20 000 findings in the report, the
+    /// response and the score. The last one kept says how many more there
+    /// were.
+    fn builtins(&mut self, object: usize, kinds: Vec<FindingKind>) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut kept: Vec<FindingKind> = Vec::new();
+        let mut more: HashMap<String, usize> = HashMap::new();
+        for kind in kinds {
+            let name = kind.name();
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n <= SAME_KIND_PER_OBJECT {
+                kept.push(kind);
+            } else {
+                *more.entry(name).or_insert(0) += 1;
+            }
+        }
+        // The note goes on the last one kept of each kind.
+        for kind in kept.iter_mut().rev() {
+            if let Some(extra) = more.remove(&kind.name()) {
+                let note = format!(" (and {extra} more like it)");
+                match kind {
+                    FindingKind::Unopenable { format } => format.push_str(&note),
+                    FindingKind::MalformedMime { detail } => detail.push_str(&note),
+                    FindingKind::AmbiguousArchive { reason } => reason.push_str(&note),
+                    _ => {}
+                }
+            }
+        }
+        for kind in kept {
+            self.builtin(object, kind);
+        }
     }
 
     /// A container we could not open: its outcome says how, the finding
