@@ -422,3 +422,93 @@ fn every_bomb_gets_a_verdict_in_time_and_memory_stays_bounded() {
     }
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+/// Slowloris on every door: clients that open a request (HTTP headers,
+/// an RSPAMC head, an HTTP body, a milter packet) and then trickle a byte
+/// at a time. Each is cut off by its timeout, not kept, and a normal
+/// client is served meanwhile.
+#[test]
+fn slow_clients_on_every_door_are_cut_off_while_others_are_served() {
+    use std::io::{Read, Write};
+    let server = Server::start(
+        "[server]\nheader_timeout_ms = 1000\nbody_timeout_ms = 2000\nmax_connections = 256\n",
+    );
+    let http = server.addr;
+    let milter = server.milter_addr();
+    // What each slow client starts with; then one byte every 250 ms.
+    let openings: Vec<(&str, std::net::SocketAddr, Vec<u8>)> = vec![
+        (
+            "HTTP headers",
+            http,
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\n".to_vec(),
+        ),
+        (
+            "HTTP body",
+            http,
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nFrom: a\r\n"
+                .to_vec(),
+        ),
+        (
+            "RSPAMC head",
+            http,
+            b"CHECK RSPAMC/1.3\r\nContent-length: 10\r\n".to_vec(),
+        ),
+        // A milter packet header announcing 1000 bytes, then a trickle.
+        ("milter packet", milter, {
+            let mut p = 1000u32.to_be_bytes().to_vec();
+            p.push(b'O');
+            p
+        }),
+    ];
+    let mut slow = Vec::new();
+    for (what, addr, opening) in &openings {
+        for _ in 0..20 {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.write_all(opening).expect("opening");
+            s.set_nonblocking(true).expect("nonblocking");
+            slow.push((*what, s));
+        }
+    }
+    let started = Instant::now();
+    let mut closed_after: Vec<Option<Duration>> = vec![None; slow.len()];
+    let mut served = false;
+    while started.elapsed() < Duration::from_secs(15)
+        && (closed_after.iter().any(Option::is_none) || !served)
+    {
+        for (i, (_, s)) in slow.iter_mut().enumerate() {
+            if closed_after[i].is_some() {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            let gone = match s.read(&mut buf) {
+                Ok(0) => true,
+                // An answer (408, a tempfail, an error line) then the close.
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.write_all(b"a").is_err(),
+                Err(_) => true,
+            };
+            if gone {
+                closed_after[i] = Some(started.elapsed());
+            }
+        }
+        if !served {
+            let r = server.post(
+                "/v1/check?rcpt=a%40example.org",
+                &[],
+                b"Subject: hi\r\n\r\nhello\r\n",
+            );
+            served = r.status == 200 && r.json()["action"] == "accept";
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(served, "a normal client was not served during the attack");
+    for ((what, _), after) in slow.iter().zip(&closed_after) {
+        let after = after.unwrap_or_else(|| panic!("a slow {what} client was never cut off"));
+        // Header timeout 1 s, body timeout 2 s, plus scheduling slack.
+        assert!(
+            after < Duration::from_secs(8),
+            "{what}: cut off after {after:?}"
+        );
+    }
+    assert_eq!(server.get("/healthz").status, 200);
+}

@@ -335,10 +335,15 @@ pub async fn session<S>(
         msg: Message::default(),
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    // Between packets an MTA may keep the connection quiet for long (it
+    // holds milter connections open across SMTP sessions); a packet once
+    // begun must arrive whole within the body timeout, or a client
+    // trickling one byte at a time would hold a connection forever.
     let idle =
         s.gw.server
             .body_timeout
             .max(std::time::Duration::from_secs(300));
+    let mut packet_started: Option<tokio::time::Instant> = None;
     loop {
         // Whole packets first.
         let parsed = match codec::split_packet(&buf) {
@@ -351,6 +356,7 @@ pub async fn session<S>(
         };
         if let Some((command, used)) = parsed {
             buf.drain(..used);
+            packet_started = None;
             let command = match command {
                 Ok(c) => c,
                 Err(e) => {
@@ -374,8 +380,17 @@ pub async fn session<S>(
         }
         let mut chunk = [0u8; 64 * 1024];
         let between_messages = s.msg.mail_from.is_none() && s.msg.raw.is_empty();
+        let wait = match (buf.is_empty(), packet_started) {
+            (true, _) => idle,
+            (false, Some(t)) => (t + s.gw.server.body_timeout)
+                .saturating_duration_since(tokio::time::Instant::now()),
+            (false, None) => {
+                packet_started = Some(tokio::time::Instant::now());
+                s.gw.server.body_timeout
+            }
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read(&mut chunk)) => r,
+            r = tokio::time::timeout(wait, stream.read(&mut chunk)) => r,
             // Stop between messages only: a message in progress finishes.
             _ = shutdown.changed(), if between_messages => return,
         };
