@@ -9,6 +9,7 @@ mod browser;
 mod cache;
 mod cli;
 pub mod clients;
+mod crash;
 mod deploy;
 pub mod events;
 mod exim;
