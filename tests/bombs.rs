@@ -10,6 +10,7 @@ use crate::harness::Server;
 use flate2::Compression;
 use flate2::write::DeflateEncoder;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One entry of a hand-built zip: what the headers say and what follows.
@@ -511,4 +512,88 @@ fn slow_clients_on_every_door_are_cut_off_while_others_are_served() {
         );
     }
     assert_eq!(server.get("/healthz").status, 200);
+}
+
+/// Ten times what the pool admits, sending without pause for a few
+/// seconds: the doors shed with tempfail at once, admitted messages are
+/// answered within the time budget, memory stays under the ceiling for
+/// `workers + queue` messages, and afterwards every message is taken again
+/// without a restart.
+#[test]
+fn at_ten_times_capacity_the_doors_shed_and_the_service_recovers() {
+    let (workers, queue) = (2usize, 2usize);
+    let server = Server::start(&format!("[server]\nworkers = {workers}\nqueue = {queue}\n"));
+    let addr = server.addr;
+    // A message that keeps a worker busy a while: 4 MiB of text in a zip.
+    let text: Vec<u8> = (0..4u32 << 20)
+        .map(|i| b"abcdefgh \n"[(i % 10) as usize])
+        .collect();
+    let zipped = portcullis::samples::zip(&[("notes.txt", &text)]);
+    let message = Arc::new(mail("notes.zip", &zipped, false));
+    let clients = 10 * (workers + queue);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (message, stop) = (Arc::clone(&message), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut admitted, mut shed, mut slowest) = (0usize, 0usize, Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    let t = Instant::now();
+                    s.write_all(&crate::harness::request_bytes(
+                        "POST",
+                        "/v1/check?rcpt=a%40example.org",
+                        &[],
+                        &message,
+                    ))
+                    .expect("send");
+                    let r = crate::harness::read_response(&mut std::io::BufReader::new(s))
+                        .expect("an answer, never a dropped connection");
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+                    match v["action"].as_str() {
+                        Some("tempfail") => shed += 1,
+                        Some("accept" | "tag") => {
+                            admitted += 1;
+                            slowest = slowest.max(t.elapsed());
+                        }
+                        other => panic!("unexpected answer {other:?}: {v}"),
+                    }
+                }
+                (admitted, shed, slowest)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(6));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut admitted, mut shed, mut slowest) = (0, 0, Duration::ZERO);
+    for t in threads {
+        let (a, s, w) = t.join().expect("client");
+        admitted += a;
+        shed += s;
+        slowest = slowest.max(w);
+    }
+    eprintln!("{clients} clients: {admitted} admitted, {shed} shed, slowest admitted {slowest:?}");
+    assert!(
+        shed > admitted,
+        "at 10x most are shed: {admitted} admitted, {shed} shed"
+    );
+    assert!(
+        admitted >= workers,
+        "the pool kept working: {admitted} admitted"
+    );
+    let limits = portcullis::config::Limits::default();
+    assert!(
+        slowest < limits.time_budget + Duration::from_secs(5),
+        "admitted messages waited {slowest:?}"
+    );
+    let ceiling = (workers + queue) as u64 * limits.max_total_bytes + (256 << 20);
+    let rss = peak_rss(server.pid());
+    assert!(rss < ceiling, "peak RSS {} MiB", rss >> 20);
+    // Recovered by itself: one client at a time is always admitted.
+    for _ in 0..5 {
+        let r = server.post("/v1/check?rcpt=a%40example.org", &[], &message);
+        assert_eq!(r.json()["action"], "accept", "{}", r.text());
+    }
+    let m = server.metrics();
+    assert!(m.contains("portcullis_pool_queue_depth 0"), "{m}");
 }

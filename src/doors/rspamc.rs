@@ -89,7 +89,7 @@ pub async fn sniff(stream: &TcpStream, timeout: Duration) -> Sniffed {
 }
 
 /// `None`: not enough bytes yet.
-fn classify(head: &[u8]) -> Option<Sniffed> {
+pub fn classify(head: &[u8]) -> Option<Sniffed> {
     let word = head
         .iter()
         .take_while(|b| b.is_ascii_alphabetic() || **b == b'_')
@@ -111,14 +111,14 @@ fn classify(head: &[u8]) -> Option<Sniffed> {
 
 /// A parsed request head.
 #[derive(Debug, PartialEq)]
-struct Head {
-    command: String,
-    content_length: u64,
+pub struct Head {
+    pub command: String,
+    pub content_length: u64,
     /// Header lines other than Content-length, in order.
-    headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
 }
 
-fn parse_head(text: &str) -> Result<Head, RspamcError> {
+pub fn parse_head(text: &str) -> Result<Head, RspamcError> {
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let first = lines.next().unwrap_or_default();
     let (command, version) = first

@@ -110,7 +110,7 @@ impl Fields<'_> {
 
 /// Splits a `Rcpt` value that lists several addresses, keeping commas
 /// inside quoted local parts.
-fn split_addresses(value: &str) -> Vec<String> {
+pub fn split_addresses(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
