@@ -11,7 +11,7 @@
 //!
 //! On both storage backends: SQLite + folder, PostgreSQL + S3.
 
-use crate::harness::{Server, bin};
+use crate::harness::Server;
 use crate::quarantine::{ADMIN, AUDITOR, Db, auth, lab, message, sha};
 use std::io::{BufReader, Read, Write};
 use std::sync::Arc;
@@ -102,17 +102,6 @@ fn send(addr: std::net::SocketAddr, door: usize, raw: &[u8]) -> Answer {
     Answer::TempFail
 }
 
-fn restart(dir: &std::path::Path) -> Server {
-    let mut cmd = std::process::Command::new(bin());
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.join("portcullis.toml"))
-        .args(["--listen", "127.0.0.1:0", "--milter-listen", "none"])
-        .arg("--data-dir")
-        .arg(dir.join("var"));
-    Server::spawn(cmd, tempfile::tempdir().expect("temp dir"))
-}
-
 fn crash_scenario(db: Db) {
     let lab = lab(db, "[server]\nqueue = 256\n");
     let dir = lab.server.dir.path().to_path_buf();
@@ -152,7 +141,7 @@ fn crash_scenario(db: Db) {
                 Answer::Broken => broken += 1,
             }
         }
-        server = Some(restart(&dir));
+        server = Some(Server::serve_on(&dir));
     }
     let again = server.expect("restarted");
     eprintln!(

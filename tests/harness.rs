@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,19 @@ impl Server {
             .args(extra)
             .current_dir(dir.path());
         Server::spawn(cmd, dir)
+    }
+
+    /// A new `serve` on the config and data directory `start` made in
+    /// `dir` (an earlier server's `dir`, after it was killed).
+    pub fn serve_on(dir: &Path) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.join("portcullis.toml"))
+            .args(["--listen", "127.0.0.1:0", "--milter-listen", "none"])
+            .arg("--data-dir")
+            .arg(dir.join("var"));
+        Server::spawn(cmd, tempfile::tempdir().expect("temp dir"))
     }
 
     /// Runs `cmd` (a `serve` command) and waits for its first listen line.

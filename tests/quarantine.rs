@@ -1304,15 +1304,7 @@ fn sigkill_scenario(db: Db) {
     );
 
     // Restart on the same data directory and database.
-    let config = lab.server.dir.path().join("portcullis.toml");
-    let mut cmd = std::process::Command::new(bin());
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--milter-listen", "none"])
-        .arg("--data-dir")
-        .arg(lab.server.dir.path().join("var"));
-    let again = Server::spawn(cmd, tempfile::tempdir().unwrap());
+    let again = Server::serve_on(lab.server.dir.path());
     for (id, want) in &acked {
         let r = again.request(
             "GET",

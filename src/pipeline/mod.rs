@@ -677,23 +677,22 @@ impl State {
     /// response and the score. The last one kept says how many more there
     /// were.
     fn builtins(&mut self, object: usize, kinds: Vec<FindingKind>) {
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut count: HashMap<String, usize> = HashMap::new();
         let mut kept: Vec<FindingKind> = Vec::new();
-        let mut more: HashMap<String, usize> = HashMap::new();
         for kind in kinds {
-            let name = kind.name();
-            let n = seen.entry(name.clone()).or_insert(0);
+            let n = count.entry(kind.name()).or_insert(0);
             *n += 1;
             if *n <= SAME_KIND_PER_OBJECT {
                 kept.push(kind);
-            } else {
-                *more.entry(name).or_insert(0) += 1;
             }
         }
         // The note goes on the last one kept of each kind.
         for kind in kept.iter_mut().rev() {
-            if let Some(extra) = more.remove(&kind.name()) {
-                let note = format!(" (and {extra} more like it)");
+            let Some(n) = count.get_mut(&kind.name()) else {
+                continue;
+            };
+            if *n > SAME_KIND_PER_OBJECT {
+                let note = format!(" (and {} more like it)", *n - SAME_KIND_PER_OBJECT);
                 match kind {
                     FindingKind::Unopenable { format } => format.push_str(&note),
                     FindingKind::MalformedMime { detail } => detail.push_str(&note),
@@ -701,6 +700,8 @@ impl State {
                     _ => {}
                 }
             }
+            // Noted (or nothing to note): earlier ones of the kind get none.
+            *n = 0;
         }
         for kind in kept {
             self.builtin(object, kind);

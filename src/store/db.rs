@@ -225,8 +225,9 @@ impl Db {
         Ok(())
     }
 
-    /// Inserts a held message's rows; `write_blob` runs first, under the
-    /// blob's lock, and the rows are committed only when it succeeded.
+    /// Inserts a held message's rows; `write_blob` runs first (on
+    /// PostgreSQL inside the transaction, under the blob's lock), and the
+    /// rows are committed only when it succeeded.
     pub(super) async fn insert(
         &self,
         m: NewMessage<'_>,
@@ -239,9 +240,18 @@ impl Db {
             .map(|f| f.kind.name());
         let envelope = serde_json::to_string(m.envelope)?;
         let report = serde_json::to_string(m.report)?;
-        let mut tx = self.pool.begin().await?;
-        self.lock_blob(&mut tx, m.sha256, false).await?;
-        write_blob.await?;
+        let mut tx = if self.backend == Backend::Postgres {
+            let mut tx = self.pool.begin().await?;
+            self.lock_blob(&mut tx, m.sha256, false).await?;
+            write_blob.await?;
+            tx
+        } else {
+            // One node: the store's in-process lock keeps collection out,
+            // and the blob's fsync need not hold one of SQLite's few
+            // pooled connections.
+            write_blob.await?;
+            self.pool.begin().await?
+        };
         sqlx::query(
             "INSERT INTO messages (id, received_ms, expires_ms, updated_ms, state, door, action, \
              score, sender, subject, message_id, client_ip, helo, queue_id, sha256, size, rule, \
