@@ -204,8 +204,8 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, &'static [&'static str])> {
     ));
 
     // Declares 10 GiB (zip64) for 1 MiB of real data: sizes are never
-    // trusted for allocation (the RSS check below), and the 1 MiB that is
-    // there is read and scanned like any file.
+    // trusted for allocation (the RSS check below), the 1 MiB that is
+    // there is read and scanned like any file, and the lie is flagged.
     let (small, crc) = deflated_zeros(1 << 20);
     let declared = zip(&[Entry {
         name: "ten-gigabytes.bin".into(),
@@ -218,7 +218,7 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, &'static [&'static str])> {
     out.push((
         "10gib-declared.zip",
         mail("10gib-declared.zip", &declared, false),
-        &[],
+        &["AMBIGUOUS_ARCHIVE"],
     ));
 
     // 20 000 central directory entries, every one the same 1 GiB-declared
@@ -250,6 +250,13 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, &'static [&'static str])> {
             "LIMIT_TOTAL_BYTES",
             "LIMIT_RATIO",
         ],
+    ));
+
+    // A true quine: a zip whose one entry is the zip itself.
+    out.push((
+        "quine.zip",
+        mail("r.zip", &crate::quine::zip_quine(), false),
+        &["AMBIGUOUS_ARCHIVE"],
     ));
 
     // 100 000 entries.

@@ -6,7 +6,7 @@
 use crate::harness::{Server, chunked, read_response, sample};
 use crate::openapi::{assert_response, assert_valid};
 use sha2::Digest;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::time::Duration;
 
 fn names(reasons: &serde_json::Value) -> Vec<String> {
@@ -755,6 +755,21 @@ fn sigterm_drains_requests_in_flight_then_exits() {
         (!s.metrics().contains("portcullis_inflight_bytes 0\n")).then_some(())
     })
     .expect("the request is being read");
+    // ...and one half sent over RSPAMC (Exim), which hyper does not see.
+    let mut text = s.connect();
+    text.write_all(
+        format!("CHECK RSPAMC/1.3\r\nContent-length: {}\r\n\r\n", body.len()).as_bytes(),
+    )
+    .unwrap();
+    text.write_all(head).unwrap();
+    crate::harness::eventually(Duration::from_secs(60), || {
+        s.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis_inflight_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n >= 2 * head.len() as u64)
+    })
+    .expect("both requests are being read");
     s.signal("TERM");
     // ...stops the listener at once...
     crate::harness::eventually(Duration::from_secs(60), || {
@@ -769,6 +784,15 @@ fn sigterm_drains_requests_in_flight_then_exits() {
         "the message in flight still gets its verdict"
     );
     assert_eq!(r.json()["action"], "reject");
+    // The HTTP side is done; without a wait for RSPAMC connections the
+    // process would be gone within this pause.
+    std::thread::sleep(Duration::from_secs(1));
+    text.write_all(tail).unwrap();
+    let mut reply = String::new();
+    text.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("RSPAMD/1.3 0 EX_OK\r\n"), "{reply}");
+    assert!(reply.contains("\r\nAction: reject\r\n"), "{reply}");
+    eprintln!("LOG {}", s.log());
     let status = s.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
 }

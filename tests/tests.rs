@@ -19,6 +19,7 @@ mod lifecycle;
 mod milter;
 mod multinode;
 pub mod quarantine;
+mod quine;
 mod rules;
 mod samples;
 mod serve;

@@ -1,5 +1,7 @@
 //! Zip and OOXML. Entries are read from the central directory; declared
-//! sizes decide nothing (they only feed the ratio check as the input size).
+//! sizes decide nothing (the compressed one feeds the ratio check as the
+//! input size), and an entry whose content is longer or shorter than its
+//! declared size is read whole and flagged.
 //! Encrypted entries (ZipCrypto and WinZip AES) are opened with the
 //! passwords learnt from the message, else listed by name. Archives that two readers would
 //! unpack differently (overlapping entries, local headers that disagree with
@@ -107,28 +109,136 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
                 continue;
             }
         };
-        match budget.read_capped(entry, compressed) {
-            Ok((data, stop)) => {
-                let hit_total = stop == Some(LimitKind::TotalBytes);
-                out.children.push(Child {
-                    name: Some(name),
-                    data,
-                    stopped: stop.map(Stop::Limit),
-                    ..Default::default()
-                });
-                if hit_total || stop == Some(LimitKind::Time) {
-                    out.stopped = stop;
-                    break;
+        let declared = entry.size();
+        let method = entry.compression();
+        let (data, stop) = match budget.read_capped(entry, compressed) {
+            Ok(read) => read,
+            Err(e) => {
+                // The zip crate stops at a CRC mismatch or at more bytes
+                // than declared; the recipient's unzip may well extract
+                // the entry anyway, so its content is read by our own
+                // decoder and scanned, and the error stays a finding.
+                match reread(&mut archive, i, method, compressed, budget) {
+                    Some((data, stop)) if stop.is_some() || data.len() as u64 == declared => {
+                        out.findings.push(FindingKind::Unopenable {
+                            format: format!("zip entry {name}: {e}"),
+                        });
+                        (data, stop)
+                    }
+                    Some(read) => read,
+                    None => {
+                        out.findings.push(FindingKind::Unopenable {
+                            format: format!("zip entry {name}: {e}"),
+                        });
+                        continue;
+                    }
                 }
             }
-            Err(e) => {
-                // CRC mismatch or a corrupt stream: what the recipient's
-                // unzip does with it is anyone's guess.
-                out.findings.push(FindingKind::Unopenable {
-                    format: format!("zip entry {name}: {e}"),
-                });
-            }
+        };
+        // Readers that trust the declared size stop short of (or pad
+        // past) the content we scanned: the same archive, two files.
+        if stop.is_none() && data.len() as u64 != declared {
+            out.findings.push(FindingKind::AmbiguousArchive {
+                reason: format!(
+                    "entry {name} declares {declared} bytes and holds {}",
+                    data.len()
+                ),
+            });
+        }
+        let hit_total = stop == Some(LimitKind::TotalBytes);
+        out.children.push(Child {
+            name: Some(name),
+            data,
+            stopped: stop.map(Stop::Limit),
+            ..Default::default()
+        });
+        if hit_total || stop == Some(LimitKind::Time) {
+            out.stopped = stop;
+            break;
         }
     }
     Ok(out)
+}
+
+/// An unencrypted stored or deflated entry read straight from its raw
+/// bytes, without the zip crate's size and CRC checks.
+fn reread(
+    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    i: usize,
+    method: zip::CompressionMethod,
+    compressed: u64,
+    budget: &mut Budget,
+) -> Option<(Vec<u8>, Option<LimitKind>)> {
+    let raw = archive.by_index_raw(i).ok()?;
+    match method {
+        zip::CompressionMethod::Stored => budget.read_capped(raw, compressed).ok(),
+        zip::CompressionMethod::Deflated => budget
+            .read_capped(flate2::read::DeflateDecoder::new(raw), compressed)
+            .ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use std::time::Instant;
+
+    /// A deflated one-entry zip whose headers (local and central) declare
+    /// `declared` uncompressed bytes; the stream holds `content`.
+    fn lying(content: &[u8], declared: u32) -> Vec<u8> {
+        let mut zip = crate::samples::zip(&[("a.txt", content)]);
+        let local = 0;
+        zip[local + 22..local + 26].copy_from_slice(&declared.to_le_bytes());
+        let central = zip
+            .windows(4)
+            .position(|w| w == b"PK\x01\x02")
+            .expect("central header");
+        zip[central + 24..central + 28].copy_from_slice(&declared.to_le_bytes());
+        zip
+    }
+
+    fn open(zip: &[u8]) -> Extracted {
+        extract(zip, &mut Budget::new(Limits::default(), Instant::now())).expect("zip opens")
+    }
+
+    fn size_findings(out: &Extracted) -> Vec<String> {
+        out.findings
+            .iter()
+            .filter_map(|f| match f {
+                FindingKind::AmbiguousArchive { reason } if reason.contains("declares") => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn honest_sizes_raise_nothing() {
+        let out = open(&lying(&[7u8; 5000], 5000));
+        assert_eq!(out.children[0].data.len(), 5000);
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+    }
+
+    #[test]
+    fn an_entry_larger_than_declared_is_read_whole_and_flagged() {
+        // Readers that trust the declared size stop after 100 bytes; the
+        // other 4 900 are what we must still see.
+        let mut content = vec![b'a'; 100];
+        content.extend_from_slice(&[b'z'; 4900]);
+        let out = open(&lying(&content, 100));
+        let found = size_findings(&out);
+        assert_eq!(found.len(), 1, "{:?}", out.findings);
+        assert!(found[0].contains("a.txt"), "{found:?}");
+        assert_eq!(out.children[0].data, content);
+    }
+
+    #[test]
+    fn an_entry_smaller_than_declared_is_flagged() {
+        let out = open(&lying(&[7u8; 100], 5000));
+        assert_eq!(size_findings(&out).len(), 1, "{:?}", out.findings);
+        assert_eq!(out.children[0].data.len(), 100);
+    }
 }

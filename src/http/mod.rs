@@ -288,6 +288,10 @@ pub async fn serve(
                 == crate::doors::rspamc::Sniffed::Rspamc
             {
                 crate::doors::rspamc::serve(stream, peer, router, header_timeout).await;
+                // Held until the reply is written: the graceful shutdown
+                // waits for every watcher, so RSPAMC requests in flight
+                // are drained like HTTP ones.
+                drop(watcher);
                 drop(permit);
                 return;
             }

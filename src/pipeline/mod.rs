@@ -429,6 +429,22 @@ impl<'e> Inspector<'e> {
             if state.objects[id].outcome == Outcome::Scanned {
                 state.objects[id].outcome = Outcome::Duplicate { of: first };
             }
+            // A container holding its own bytes (a zip quine, or one in
+            // its own subtree) sends naive unpackers round for ever; no
+            // archive made for a person does that.
+            let mut up = parent;
+            while let Some(p) = up {
+                if p == first {
+                    state.builtin(
+                        p,
+                        FindingKind::AmbiguousArchive {
+                            reason: "contains itself".into(),
+                        },
+                    );
+                    break;
+                }
+                up = state.objects[p].parent;
+            }
             return None;
         }
         state.seen.insert(hashes.sha256, id);
