@@ -229,10 +229,12 @@ struct Row {
     p50: f64,
     p99: f64,
     rss: f64,
+    /// The daemon's own CPU time per message (clients not counted).
+    cpu_ms: f64,
     flagged: Vec<bool>,
 }
 
-fn row(mut outcomes: Vec<Outcome>, elapsed: Duration, rss: f64, n: usize) -> Row {
+fn row(mut outcomes: Vec<Outcome>, elapsed: Duration, rss: f64, cpu: f64, n: usize) -> Row {
     let mut flagged = vec![false; n];
     for (i, _, f) in &outcomes {
         flagged[*i] = *f;
@@ -244,6 +246,7 @@ fn row(mut outcomes: Vec<Outcome>, elapsed: Duration, rss: f64, n: usize) -> Row
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         rss,
+        cpu_ms: cpu * 1000.0 / n as f64,
         flagged,
     }
 }
@@ -262,19 +265,23 @@ fn main() {
         .expect("runtime");
 
     let clamd = Clamd::start(clients.max(cpus));
+    let c_cpu = common::cpu_seconds(clamd.child.id());
     let (c, c_time) = rt.block_on(run_clamd(clamd.port, Arc::clone(&corpus), clients));
+    let c_cpu = common::cpu_seconds(clamd.child.id()) - c_cpu;
     let c_rss = common::rss(clamd.child.id()).0;
     let signatures = clamd.signatures();
     drop(clamd);
 
     // Defaults, but a queue as deep as the clients so none is refused.
     let server = Server::start(&format!("[server]\nqueue = {}\n", clients * 2));
+    let p_cpu = common::cpu_seconds(server.child.id());
     let (p, p_time) = rt.block_on(run_portcullis(&server.addr, Arc::clone(&corpus), clients));
+    let p_cpu = common::cpu_seconds(server.child.id()) - p_cpu;
     let p_rss = server.rss().0;
     drop(server);
 
-    let c = row(c, c_time, c_rss, messages);
-    let p = row(p, p_time, p_rss, messages);
+    let c = row(c, c_time, c_rss, c_cpu, messages);
+    let p = row(p, p_time, p_rss, p_cpu, messages);
     let missed: Vec<usize> = (0..messages)
         .filter(|&i| c.flagged[i] && !p.flagged[i])
         .collect();
@@ -283,23 +290,25 @@ fn main() {
         "\ncorpus: {messages} messages, {:.1} MB (samples::corpus seed 1009); {clients} clients each; {cpus} CPUs; clamd with {signatures} signatures\n",
         bytes as f64 / 1e6
     );
-    println!("| | messages/s | p50 ms | p99 ms | peak RSS MiB | flagged |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| | messages/s | p50 ms | p99 ms | daemon CPU ms/message | peak RSS MiB | flagged |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, r) in [("Portcullis", &p), ("clamd", &c)] {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.3} | {:.0} | {} |",
             r.rate,
             r.p50,
             r.p99,
+            r.cpu_ms,
             r.rss,
             count(r)
         );
     }
     println!(
-        "| Portcullis ÷ clamd | {:.1}x | {:.2}x | {:.2}x | {:.2}x | missed of clamd's: {} |",
+        "| Portcullis ÷ clamd | {:.1}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x | missed of clamd's: {} |",
         p.rate / c.rate,
         p.p50 / c.p50,
         p.p99 / c.p99,
+        p.cpu_ms / c.cpu_ms,
         p.rss / c.rss,
         missed.len()
     );

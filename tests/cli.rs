@@ -32,7 +32,19 @@ fn scans_the_generated_samples_directory_with_expected_verdicts() {
     let manifest: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
 
-    let out = run(&["scan", "--json", "-j", "2", dir.path().to_str().unwrap()]);
+    // md5/sha1 on (off by default) to check where they go.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = elsewhere.path().join("legacy.toml");
+    std::fs::write(&config, "[identify]\nlegacy_hashes = true\n").unwrap();
+    let out = run(&[
+        "scan",
+        "--json",
+        "-j",
+        "2",
+        "--config",
+        config.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "non-accept verdicts exit 1");
     let lines = json_lines(&out);
     // expected.json is an input too (scanned as a file).

@@ -62,6 +62,28 @@ impl Server {
     }
 }
 
+/// CPU time (user + system) a process has used so far, in seconds. /proc
+/// counts it in USER_HZ ticks, which Linux fixes at 100 per second for
+/// user space whatever the kernel's own tick.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces and parentheses: fields are
+    // counted from after its closing one (state is field 3).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime: fields 14 and 15.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Peak and current resident memory of a process, in MiB.
 pub fn rss(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

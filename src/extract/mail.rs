@@ -37,7 +37,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     for part in &message.parts {
         match &part.body {
             PartType::Text(text) => budget.passwords.learn(text),
-            PartType::Html(html) => budget.passwords.learn(&html_text(html)),
+            PartType::Html(html) => budget.passwords.learn_html(html),
             _ => {}
         }
     }
@@ -116,17 +116,23 @@ impl Sloppy {
 
 /// Every `X` for which a line `--X--` closes a multipart somewhere.
 fn closing_boundaries(data: &[u8]) -> std::collections::HashSet<&[u8]> {
-    data.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.trim_ascii_end();
-            line.strip_prefix(b"--")?.strip_suffix(b"--")
+    // Only lines starting "--" can close anything: jump between those
+    // (memmem) instead of walking every line of every base64 body.
+    let starts = std::iter::once(0).chain(memchr::memmem::find_iter(data, b"\n--").map(|i| i + 1));
+    starts
+        .filter_map(|start| {
+            let rest = &data[start..];
+            let line = memchr::memchr(b'\n', rest).map_or(rest, |end| &rest[..end]);
+            line.trim_ascii_end()
+                .strip_prefix(b"--")?
+                .strip_suffix(b"--")
         })
         .collect()
 }
 
 /// The words of an HTML body: tags dropped, common entities decoded, so
 /// `<b>Password:</b>&nbsp;1234` reads as `Password: 1234`.
-fn html_text(html: &str) -> String {
+pub(super) fn html_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len().min(1 << 20));
     let mut in_tag = false;
     for c in html.chars() {
@@ -250,6 +256,8 @@ mod tests {
         assert!(closed.contains(&b"e--"[..]), "a boundary may end in dashes");
         assert!(!closed.contains(&b"c"[..]), "only at the start of a line");
         assert!(!closed.contains(&b"d"[..]), "an opening delimiter");
+        let last = closing_boundaries(b"body\n--z--");
+        assert!(last.contains(&b"z"[..]), "the last line needs no newline");
 
         let mut m = String::from("From: a@b\r\nSubject: nested\r\n");
         for i in 0..40 {

@@ -95,7 +95,21 @@ pub struct Passwords {
     spent: Duration,
     /// The last password that opened something: archives usually share one.
     hit: Option<String>,
+    /// Texts given but not read yet. Reading them (words, case folding,
+    /// keywords in thirty spellings) costs more than the rest of most
+    /// messages' inspection, and only a message with something locked
+    /// needs it: they are read at the first attempt, in the order given.
+    pending: Vec<Pending>,
 }
+
+#[derive(Debug)]
+enum Pending {
+    Text(String),
+    Html(String),
+}
+
+/// HTML kept per body for later reading: its text starts well within it.
+const HTML_BYTES: usize = SCAN_CHARS * 64;
 
 impl Passwords {
     pub fn new(max: usize, time: Duration) -> Passwords {
@@ -107,11 +121,33 @@ impl Passwords {
             time,
             spent: Duration::ZERO,
             hit: None,
+            pending: Vec::new(),
         }
     }
 
-    /// Learns candidates from a subject or a text body.
+    /// Candidates from a subject or a text body, read when first needed.
     pub fn learn(&mut self, text: &str) {
+        // A character is at most 4 bytes: this holds SCAN_CHARS of them.
+        self.pending
+            .push(Pending::Text(prefix(text, SCAN_CHARS * 4).to_string()));
+    }
+
+    /// Candidates from an HTML body's text, read when first needed.
+    pub fn learn_html(&mut self, html: &str) {
+        self.pending
+            .push(Pending::Html(prefix(html, HTML_BYTES).to_string()));
+    }
+
+    fn settle(&mut self) {
+        for p in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::Text(text) => self.read(&text),
+                Pending::Html(html) => self.read(&super::mail::html_text(&html)),
+            }
+        }
+    }
+
+    fn read(&mut self, text: &str) {
         let text: String = text.chars().take(SCAN_CHARS).collect();
         let words: Vec<&str> = text.split_whitespace().collect();
         let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
@@ -188,7 +224,8 @@ impl Passwords {
     }
 
     /// Candidates in the order they will be tried, at most `max`.
-    pub fn candidates(&self) -> Vec<String> {
+    pub fn candidates(&mut self) -> Vec<String> {
+        self.settle();
         let mut out: Vec<String> = Vec::new();
         if let Some(hit) = &self.hit {
             out.push(hit.clone());
@@ -246,6 +283,16 @@ impl Passwords {
     pub fn time_left(&self) -> Duration {
         self.time.saturating_sub(self.spent)
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The index of the keyword's last word if `parts` start at word `i`.

@@ -365,12 +365,17 @@ fn probe_header(text: &[u8], colon: usize) -> bool {
 /// (reported offset, offset of the opening `:`)
 fn locate(text: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
-    while let Some(rel) = text
-        .get(from..)?
-        .windows(MARKER.len())
-        .position(|w| w.eq_ignore_ascii_case(MARKER))
-    {
+    // Every text body is searched: jump between '(' rather than compare
+    // the marker at every offset.
+    while let Some(rel) = memchr::memchr(b'(', text.get(from..)?) {
         let at = from + rel;
+        if !text
+            .get(at..at + MARKER.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(MARKER))
+        {
+            from = at + 1;
+            continue;
+        }
         if let Some(colon) = colon_after_marker(text, at + MARKER.len()) {
             return Some((at, colon));
         }
@@ -385,10 +390,7 @@ fn locate(text: &[u8]) -> Option<(usize, usize)> {
         if text.get(i) == Some(&b':') && probe_header(text, i) {
             return Some((i, i));
         }
-        line_start = match text
-            .get(i..)
-            .and_then(|t| t.iter().position(|&c| c == b'\n'))
-        {
+        line_start = match text.get(i..).and_then(|t| memchr::memchr(b'\n', t)) {
             Some(p) => i + p + 1,
             None => break,
         };

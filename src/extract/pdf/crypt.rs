@@ -700,17 +700,13 @@ fn params_from_dict(d: &Dict, id0: &[u8]) -> Result<Params, Error> {
 // ---------------------------------------------------------------------------
 // Locating the encryption dictionary in a file
 
+// memmem, not a compare at every offset: these run over every PDF.
 fn rfind(hay: &[u8], needle: &[u8], end: usize) -> Option<usize> {
-    hay.get(..end.min(hay.len()))?
-        .windows(needle.len())
-        .rposition(|w| w == needle)
+    memchr::memmem::rfind(hay.get(..end.min(hay.len()))?, needle)
 }
 
 fn find_from(hay: &[u8], needle: &[u8], start: usize) -> Option<usize> {
-    hay.get(start..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + start)
+    memchr::memmem::find(hay.get(start..)?, needle).map(|i| i + start)
 }
 
 /// Last occurrence before `end` of `kw` as a whole token.

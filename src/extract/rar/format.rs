@@ -201,7 +201,7 @@ fn locate(data: &[u8]) -> Option<(Version, usize)> {
         let Some(rest) = window.get(from..) else {
             break;
         };
-        let Some(rel) = rest.windows(SIG_PREFIX.len()).position(|w| w == SIG_PREFIX) else {
+        let Some(rel) = memchr::memmem::find(rest, SIG_PREFIX) else {
             break;
         };
         let pos = from.saturating_add(rel);
