@@ -17,6 +17,7 @@ mod formats;
 mod hostile;
 mod lifecycle;
 mod milter;
+mod mime_base64;
 mod multinode;
 pub mod quarantine;
 mod quine;

@@ -370,6 +370,8 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     };
     let names = crypt::embedded_file_names(data, lock.as_ref().map(|l| (&l.params, &l.key)));
     let finder = memchr::memmem::Finder::new(b"stream");
+    // Built once: a searcher per stream costs more than the search.
+    let obj_back = memchr::memmem::FinderRev::new(b"obj");
     let (mut embedded, mut objstm) = (0usize, 0usize);
     let mut from = header;
     while let Some(found) = finder.find(&data[from..]) {
@@ -386,8 +388,9 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
             _ => continue,
         };
         let window_start = kw.saturating_sub(4096);
-        let obj_at =
-            memchr::memmem::rfind(&data[window_start..kw], b"obj").map(|p| window_start + p);
+        let obj_at = obj_back
+            .rfind(&data[window_start..kw])
+            .map(|p| window_start + p);
         let dict_start = obj_at.map_or(window_start, |p| p + 3);
         let dict = parse_dict(&data[dict_start..kw]);
         let by_length = dict.length.and_then(|n| {
