@@ -100,6 +100,7 @@ pub struct Passwords {
     /// messages' inspection, and only a message with something locked
     /// needs it: they are read at the first attempt, in the order given.
     pending: Vec<Pending>,
+    pending_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -110,6 +111,10 @@ enum Pending {
 
 /// HTML kept per body for later reading: its text starts well within it.
 const HTML_BYTES: usize = SCAN_CHARS * 64;
+/// Texts kept unread at most: beyond this they are read at once, so a
+/// message of a thousand bodies is not copied whole, and a password after
+/// them is still learnt.
+const PENDING_BYTES: usize = 4 << 20;
 
 impl Passwords {
     pub fn new(max: usize, time: Duration) -> Passwords {
@@ -122,23 +127,36 @@ impl Passwords {
             spent: Duration::ZERO,
             hit: None,
             pending: Vec::new(),
+            pending_bytes: 0,
         }
     }
 
     /// Candidates from a subject or a text body, read when first needed.
     pub fn learn(&mut self, text: &str) {
         // A character is at most 4 bytes: this holds SCAN_CHARS of them.
-        self.pending
-            .push(Pending::Text(prefix(text, SCAN_CHARS * 4).to_string()));
+        if let Some(kept) = self.keep(text, SCAN_CHARS * 4) {
+            self.pending.push(Pending::Text(kept));
+        }
     }
 
     /// Candidates from an HTML body's text, read when first needed.
     pub fn learn_html(&mut self, html: &str) {
-        self.pending
-            .push(Pending::Html(prefix(html, HTML_BYTES).to_string()));
+        if let Some(kept) = self.keep(html, HTML_BYTES) {
+            self.pending.push(Pending::Html(kept));
+        }
+    }
+
+    fn keep(&mut self, text: &str, max: usize) -> Option<String> {
+        let kept = prefix(text, max);
+        if self.pending_bytes + kept.len() > PENDING_BYTES {
+            self.settle();
+        }
+        self.pending_bytes += kept.len();
+        (!kept.is_empty()).then(|| kept.to_string())
     }
 
     fn settle(&mut self) {
+        self.pending_bytes = 0;
         for p in std::mem::take(&mut self.pending) {
             match p {
                 Pending::Text(text) => self.read(&text),
@@ -368,6 +386,30 @@ mod tests {
         let mut p = Passwords::new(32, Duration::from_secs(1));
         p.learn(text);
         p.candidates()
+    }
+
+    #[test]
+    fn texts_are_kept_within_a_bound_and_read_in_order() {
+        let mut p = Passwords::new(4, Duration::from_secs(1));
+        p.learn("the password is: First-1");
+        let filler = "lorem ipsum ".repeat(100_000);
+        for _ in 0..10 {
+            p.learn(&filler);
+            p.learn_html(&format!("<p>{filler}</p>"));
+            assert!(p.pending_bytes <= PENDING_BYTES, "{}", p.pending_bytes);
+        }
+        p.learn("password: Late-2");
+        let kept: usize = p
+            .pending
+            .iter()
+            .map(|t| match t {
+                Pending::Text(t) | Pending::Html(t) => t.len(),
+            })
+            .sum();
+        assert_eq!(kept, p.pending_bytes);
+        let c = p.candidates();
+        assert_eq!(c[..2], ["First-1", "Late-2"], "read in order, none dropped");
+        assert!(p.pending.is_empty(), "read at the first use");
     }
 
     #[test]
