@@ -26,7 +26,7 @@ fn no_cache() -> Config {
 
 fn setup() -> (Engine, Engine, Vec<Submission>, Vec<Vec<u8>>) {
     let engine = Engine::new(no_cache(), RuleSet::bundled().expect("bundled rules"));
-    // md5 and sha1 of every object too (off by default since 2026-11-27):
+    // md5 and sha1 of every object too (off by default since 2026-11-28):
     // what IOC feeds in those digests, or `identify.legacy_hashes`, cost.
     let legacy = Engine::new(
         Config {

@@ -716,8 +716,9 @@ pub struct Config {
     /// YARA timeout per object (yara-x counts in whole seconds).
     pub scan_timeout: Duration,
     /// md5 and sha1 of every object, in reports and events. Off by default:
-    /// together they cost a quarter of an average message's inspection
-    /// (md5 has no hardware form), and with them off each is still
+    /// they add about half again to an average message's inspection
+    /// (BENCHMARKS.md, pipeline bench; md5 has no hardware form), and with
+    /// them off each is still
     /// computed whenever a hash list holds hashes of its kind, so IOC feeds
     /// in md5 or sha1 match either way.
     pub legacy_hashes: bool,

@@ -283,6 +283,12 @@ impl Budget {
         self.unpacked
     }
 
+    /// Takes back bytes charged for a read whose output was thrown away
+    /// and is about to be read again another way.
+    pub fn refund(&mut self, bytes: u64) {
+        self.unpacked = self.unpacked.saturating_sub(bytes);
+    }
+
     pub fn check_time(&self) -> Result<(), LimitKind> {
         if Instant::now() >= self.deadline {
             Err(LimitKind::Time)

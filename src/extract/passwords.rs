@@ -109,8 +109,6 @@ enum Pending {
     Html(String),
 }
 
-/// HTML kept per body for later reading: its text starts well within it.
-const HTML_BYTES: usize = SCAN_CHARS * 64;
 /// Texts kept unread at most: beyond this they are read at once, so a
 /// message of a thousand bodies is not copied whole, and a password after
 /// them is still learnt.
@@ -139,9 +137,17 @@ impl Passwords {
         }
     }
 
-    /// Candidates from an HTML body's text, read when first needed.
+    /// Candidates from an HTML body's text, read when first needed. The
+    /// HTML is kept whole: markup yields no text, so any cut on the raw
+    /// bytes would let a sender push the password past it with a long
+    /// tag or data: URI.
     pub fn learn_html(&mut self, html: &str) {
-        if let Some(kept) = self.keep(html, HTML_BYTES) {
+        if html.len() > PENDING_BYTES {
+            self.settle();
+            self.read(&super::mail::html_text(html));
+            return;
+        }
+        if let Some(kept) = self.keep(html, html.len()) {
             self.pending.push(Pending::Html(kept));
         }
     }
@@ -386,6 +392,21 @@ mod tests {
         let mut p = Passwords::new(32, Duration::from_secs(1));
         p.learn(text);
         p.candidates()
+    }
+
+    #[test]
+    fn a_password_after_a_megabyte_of_markup_is_learnt() {
+        let mut p = Passwords::new(4, Duration::from_secs(1));
+        let uri = "A".repeat(2 << 20);
+        p.learn_html(&format!(
+            "<img src=\"data:image/png;base64,{uri}\"><p>Password: <b>Hidden-7</b></p>"
+        ));
+        p.learn_html(&format!(
+            "<!-- {} --><p>password: Second-8</p>",
+            "x".repeat(1 << 20)
+        ));
+        let c = p.candidates();
+        assert_eq!(c[..2], ["Hidden-7", "Second-8"], "{c:?}");
     }
 
     #[test]

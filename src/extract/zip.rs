@@ -1,7 +1,8 @@
 //! Zip and OOXML. Entries are read from the central directory; declared
 //! sizes decide nothing (the compressed one feeds the ratio check as the
 //! input size), and an entry whose content is longer or shorter than its
-//! declared size is read whole and flagged.
+//! declared size is flagged; stored and deflated ones are read whole even
+//! when the zip crate refuses them.
 //! Encrypted entries (ZipCrypto and WinZip AES) are opened with the
 //! passwords learnt from the message, else listed by name. Archives that two readers would
 //! unpack differently (overlapping entries, local headers that disagree with
@@ -111,13 +112,19 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
         };
         let declared = entry.size();
         let method = entry.compression();
+        let charged = budget.unpacked();
         let (data, stop) = match budget.read_capped(entry, compressed) {
             Ok(read) => read,
             Err(e) => {
                 // The zip crate stops at a CRC mismatch or at more bytes
                 // than declared; the recipient's unzip may well extract
                 // the entry anyway, so its content is read by our own
-                // decoder and scanned, and the error stays a finding.
+                // decoder (stored and deflated entries; other methods
+                // stay unopened) and scanned. The error stays a finding
+                // unless a size that disagrees explains it (flagged
+                // below). What the failed read produced is discarded, so
+                // it is not charged twice.
+                budget.refund(budget.unpacked().saturating_sub(charged));
                 match reread(&mut archive, i, method, compressed, budget) {
                     Some((data, stop)) if stop.is_some() || data.len() as u64 == declared => {
                         out.findings.push(FindingKind::Unopenable {

@@ -367,7 +367,7 @@ fn locate(text: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     // Every text body is searched: jump between '(' rather than compare
     // the marker at every offset.
-    while let Some(rel) = memchr::memchr(b'(', text.get(from..)?) {
+    while let Some(rel) = memchr::memchr(MARKER[0], text.get(from..)?) {
         let at = from + rel;
         if !text
             .get(at..at + MARKER.len())

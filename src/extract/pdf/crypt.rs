@@ -711,6 +711,8 @@ fn find_from(hay: &[u8], needle: &[u8], start: usize) -> Option<usize> {
 
 /// Last occurrence before `end` of `kw` as a whole token.
 fn rfind_token(hay: &[u8], kw: &[u8], end: usize, need_left_boundary: bool) -> Option<usize> {
+    // An empty keyword would be found at `end` for ever.
+    debug_assert!(!kw.is_empty());
     let mut end = end;
     loop {
         let i = rfind(hay, kw, end)?;

@@ -710,20 +710,31 @@ struct AttachmentIterator<'x> {
 
 /// Portcullis patch: the MIME base64 decoder as patched and as released,
 /// on the same input, for the differential test in Portcullis' suite.
-/// Each returns (end offset as the parser sees it, decoded bytes, stream
+/// Each starts at `start` in `data` (as a body starts after its headers)
+/// and returns (end offset as the parser sees it, decoded bytes, stream
 /// position after).
 #[doc(hidden)]
 pub mod portcullis {
     use crate::parsers::MessageStream;
 
-    pub fn decode_base64_mime_patched(data: &[u8], boundary: &[u8]) -> (usize, Vec<u8>, usize) {
+    pub fn decode_base64_mime_patched(
+        data: &[u8],
+        start: usize,
+        boundary: &[u8],
+    ) -> (usize, Vec<u8>, usize) {
         let mut s = MessageStream::new(data);
+        s.skip_bytes(start);
         let (end, bytes) = s.decode_base64_mime(boundary);
         (end, bytes.into_owned(), s.offset())
     }
 
-    pub fn decode_base64_mime_original(data: &[u8], boundary: &[u8]) -> (usize, Vec<u8>, usize) {
+    pub fn decode_base64_mime_original(
+        data: &[u8],
+        start: usize,
+        boundary: &[u8],
+    ) -> (usize, Vec<u8>, usize) {
         let mut s = MessageStream::new(data);
+        s.skip_bytes(start);
         let (end, bytes) = s.decode_base64_mime_original(boundary);
         (end, bytes.into_owned(), s.offset())
     }
