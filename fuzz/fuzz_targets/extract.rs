@@ -3,6 +3,8 @@
 //! more than the budget allows (per object and in total).
 #![no_main]
 
+mod contain;
+
 use libfuzzer_sys::fuzz_target;
 use portcullis::config::Limits;
 use portcullis::extract::{Budget, extract, text_children};
@@ -38,24 +40,8 @@ const FORMATS: [FileType; 26] = [
     FileType::Text,
 ];
 
-/// libFuzzer's hook aborts on every panic, caught or not. A panic inside
-/// the cab crate is caught by `extract::cab` on purpose (third-party LZX
-/// and MSZIP code fed attacker bytes); any other panic is ours, and a bug.
-fn contain_third_party_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            if info.location().is_some_and(|l| l.file().contains("/cab-0.")) {
-                return;
-            }
-            eprintln!("{info}");
-            std::process::abort();
-        }));
-    });
-}
-
 fuzz_target!(|data: &[u8]| {
-    contain_third_party_panics();
+    contain::third_party_panics();
     let Some((&pick, body)) = data.split_first() else {
         return;
     };

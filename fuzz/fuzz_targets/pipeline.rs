@@ -4,6 +4,8 @@
 
 #![no_main]
 
+mod contain;
+
 use libfuzzer_sys::fuzz_target;
 use portcullis::config::{Config, Limits};
 use portcullis::{Engine, RuleSet, Submission};
@@ -32,6 +34,7 @@ fn engine() -> &'static Engine {
 }
 
 fuzz_target!(|data: &[u8]| {
+    contain::third_party_panics();
     let engine = engine();
     for s in [Submission::mail(data.to_vec()), Submission::file(None, data.to_vec())] {
         let report = engine.inspect(&s).expect("the pipeline must not panic");

@@ -248,6 +248,26 @@ fn opaque(why: &str) -> Extracted {
 mod tests {
     use super::*;
 
+    /// Found by `scripts/fuzz 300` (extract target, 2026-11-28): nested
+    /// message/rfc822 parts in a multipart hit a `debug_assert!` inside
+    /// mail-parser ("Invalid part ID, could not find multipart"). Release
+    /// builds skip the assertion; where it fires (this test build), the
+    /// parse is contained and the message still gets an answer.
+    #[test]
+    fn a_mail_parser_assertion_is_contained() {
+        let data = b"F0\r\nContent-Type: multipart/mixed; boundary=\"=_portcullis_sample_boundary\"\r\n\r\nThisd\n--=_portcullis_sample_boundary\nContent-Type: message/rfc822\r\n\xff\x01bit\n\r\nFr :le\r\nContent-Type: message/rfc822\r\n\r\n\r\n--=_portcullis_sample_boundary--\r\n\t\x00\x00K\n";
+        let mut budget = Budget::new(crate::config::Limits::default(), std::time::Instant::now());
+        let out = extract(data, &mut budget).expect("an answer, not a panic");
+        if cfg!(debug_assertions) {
+            assert!(
+                out.findings
+                    .iter()
+                    .any(|f| matches!(f, FindingKind::MalformedMime { detail } if detail.contains("gave up"))),
+                "{:?}",
+                out.findings
+            );
+        }
+    }
     #[test]
     fn closing_boundaries_are_found_in_one_pass_and_problems_capped() {
         let data = b"--a--\r\n--b-- \r\nx--c--\r\n--d\r\n--e----\r\n";
