@@ -11,8 +11,8 @@ use crate::pipeline::identify::FileType;
 
 /// 64 MiB of decoder dictionary/window: more than any real-world setting
 /// (xz -9 uses 64 MiB), far less than a forged header can ask for.
-const XZ_MEM_LIMIT_KIB: u32 = 64 * 1024;
-const ZSTD_WINDOW_LOG_MAX: u32 = 26;
+pub(super) const XZ_MEM_LIMIT_KIB: u32 = 64 * 1024;
+pub(super) const ZSTD_WINDOW_LOG_MAX: u32 = 26;
 
 pub fn extract(
     t: &FileType,

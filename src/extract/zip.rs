@@ -1,8 +1,8 @@
 //! Zip and OOXML. Entries are read from the central directory; declared
 //! sizes decide nothing (the compressed one feeds the ratio check as the
 //! input size), and an entry whose content is longer or shorter than its
-//! declared size is flagged; stored and deflated ones are read whole even
-//! when the zip crate refuses them.
+//! declared size is flagged; stored, deflated, bzip2, zstd and xz ones are
+//! read whole even when the zip crate refuses them.
 //! Encrypted entries (ZipCrypto and WinZip AES) are opened with the
 //! passwords learnt from the message, else listed by name. Archives that two readers would
 //! unpack differently (overlapping entries, local headers that disagree with
@@ -119,7 +119,7 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
                 // The zip crate stops at a CRC mismatch or at more bytes
                 // than declared; the recipient's unzip may well extract
                 // the entry anyway, so its content is read by our own
-                // decoder (stored and deflated entries; other methods
+                // decoders (stored, deflated, bzip2, zstd, xz; other methods
                 // stay unopened) and scanned. The error stays a finding
                 // unless a size that disagrees explains it (flagged
                 // below). What the failed read produced is discarded, so
@@ -167,8 +167,10 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
     Ok(out)
 }
 
-/// An unencrypted stored or deflated entry read straight from its raw
-/// bytes, without the zip crate's size and CRC checks.
+/// An unencrypted entry read straight from its raw bytes, without the zip
+/// crate's size and CRC checks: stored, deflated, and the methods whose
+/// data is a plain stream of a format we already decode (bzip2, zstd, xz),
+/// with the same decoder memory bounds as `compress`.
 fn reread(
     archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
     i: usize,
@@ -176,12 +178,27 @@ fn reread(
     compressed: u64,
     budget: &mut Budget,
 ) -> Option<(Vec<u8>, Option<LimitKind>)> {
+    use zip::CompressionMethod as M;
     let raw = archive.by_index_raw(i).ok()?;
     match method {
-        zip::CompressionMethod::Stored => budget.read_capped(raw, compressed).ok(),
-        zip::CompressionMethod::Deflated => budget
+        M::Stored => budget.read_capped(raw, compressed).ok(),
+        M::Deflated => budget
             .read_capped(flate2::read::DeflateDecoder::new(raw), compressed)
             .ok(),
+        M::Bzip2 => budget
+            .read_capped(bzip2::read::BzDecoder::new(raw), compressed)
+            .ok(),
+        M::Xz => {
+            let xz =
+                lzma_rust2::XzReader::new_mem_limit(raw, true, super::compress::XZ_MEM_LIMIT_KIB);
+            budget.read_capped(xz, compressed).ok()
+        }
+        M::Zstd => {
+            let mut zstd = zstd::stream::read::Decoder::new(raw).ok()?;
+            zstd.window_log_max(super::compress::ZSTD_WINDOW_LOG_MAX)
+                .ok()?;
+            budget.read_capped(zstd, compressed).ok()
+        }
         _ => None,
     }
 }
@@ -195,7 +212,11 @@ mod tests {
     /// A deflated one-entry zip whose headers (local and central) declare
     /// `declared` uncompressed bytes; the stream holds `content`.
     fn lying(content: &[u8], declared: u32) -> Vec<u8> {
-        let mut zip = crate::samples::zip(&[("a.txt", content)]);
+        lying_with(zip::CompressionMethod::Deflated, content, declared)
+    }
+
+    fn lying_with(method: zip::CompressionMethod, content: &[u8], declared: u32) -> Vec<u8> {
+        let mut zip = crate::samples::zip_methods(&[("a.txt", method, content)]);
         let local = 0;
         zip[local + 22..local + 26].copy_from_slice(&declared.to_le_bytes());
         let central = zip
@@ -240,6 +261,27 @@ mod tests {
         assert_eq!(found.len(), 1, "{:?}", out.findings);
         assert!(found[0].contains("a.txt"), "{found:?}");
         assert_eq!(out.children[0].data, content);
+    }
+
+    #[test]
+    fn larger_than_declared_is_read_whole_for_every_stream_method() {
+        let mut content = vec![b'a'; 100];
+        content.extend_from_slice(&[b'z'; 4900]);
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Bzip2,
+            zip::CompressionMethod::Zstd,
+            zip::CompressionMethod::Xz,
+        ] {
+            let out = open(&lying_with(method, &content, 100));
+            assert_eq!(
+                size_findings(&out).len(),
+                1,
+                "{method:?}: {:?}",
+                out.findings
+            );
+            assert_eq!(out.children[0].data, content, "{method:?}");
+        }
     }
 
     #[test]
