@@ -7,6 +7,8 @@
 //! mostly small text/HTML mail, some PDFs, images, Office files and zips,
 //! a few of several MB, one in fifty with EICAR in a zip.
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis::{Config, Engine, RuleSet, Submission};
 use sha2::Digest;
@@ -39,13 +41,7 @@ fn setup() -> (Engine, Engine, Vec<Submission>, Vec<Vec<u8>>) {
         .into_iter()
         .map(Submission::mail)
         .collect();
-    let mut objects = Vec::new();
-    let mut inspector = engine.inspector();
-    for s in &corpus {
-        inspector
-            .inspect_visiting(s, &mut |_, data| objects.push(data.to_vec()))
-            .expect("corpus inspects");
-    }
+    let objects = common::visited_objects(&engine, &corpus);
     let bytes: usize = corpus.iter().map(|s| s.raw.len()).sum();
     let mut sizes: Vec<usize> = corpus.iter().map(|s| s.raw.len()).collect();
     sizes.sort();

@@ -13,6 +13,8 @@
 //! scanner (each pool worker builds one). Under `cargo test` it runs the
 //! 100-rule set over 10 messages only.
 
+mod common;
+
 use portcullis::{Config, Engine, RuleSet, Submission};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -110,13 +112,8 @@ fn main() {
     for &n in sizes {
         let (set, compile) = rule_set(n);
         let engine = Engine::new(config.clone(), set);
-        let mut objects = Vec::new();
+        let objects = common::visited_objects(&engine, &corpus);
         let mut inspector = engine.inspector();
-        for s in &corpus {
-            inspector
-                .inspect_visiting(s, &mut |_, data| objects.push(data.to_vec()))
-                .expect("inspects");
-        }
         let t = Instant::now();
         let scanner = engine.rules.scanner(Duration::from_secs(5));
         let build = t.elapsed();

@@ -718,9 +718,8 @@ pub struct Config {
     /// md5 and sha1 of every object, in reports and events. Off by default:
     /// they add about half again to an average message's inspection
     /// (BENCHMARKS.md, pipeline bench; md5 has no hardware form), and with
-    /// them off each is still
-    /// computed whenever a hash list holds hashes of its kind, so IOC feeds
-    /// in md5 or sha1 match either way.
+    /// them off each is still computed whenever a hash list holds hashes of
+    /// its kind, so IOC feeds in md5 or sha1 match either way.
     pub legacy_hashes: bool,
 }
 

@@ -235,6 +235,11 @@ impl Server {
         assert_eq!(r.status, 200, "{}", r.text());
         r.text()
     }
+
+    /// The current value of an unlabelled series.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        metric_value(&self.metrics(), series)
+    }
 }
 
 impl Drop for Server {
@@ -352,6 +357,18 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
 }
 
 /// A free loopback port (for peers that cannot be told to use port 0).
+/// The value of an unlabelled series in a metrics page, `None` when it is
+/// not there.
+pub fn metric_value(page: &str, series: &str) -> Option<u64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

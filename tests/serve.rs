@@ -661,11 +661,7 @@ fn metrics_count_messages_findings_and_latency() {
         m.contains("portcullis_limit_hits_total{limit=\"depth\"}"),
         "{m}"
     );
-    let objects: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_objects_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let objects = crate::harness::metric_value(&m, "portcullis_objects_total").unwrap();
     assert!(objects >= 5, "{objects}");
     // Every series has HELP and TYPE.
     for line in m.lines().filter(|l| !l.starts_with('#')) {
@@ -763,10 +759,7 @@ fn sigterm_drains_requests_in_flight_then_exits() {
     .unwrap();
     text.write_all(head).unwrap();
     crate::harness::eventually(Duration::from_secs(60), || {
-        s.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix("portcullis_inflight_bytes "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
+        s.metric("portcullis_inflight_bytes")
             .filter(|&n| n >= 2 * head.len() as u64)
     })
     .expect("both requests are being read");
@@ -792,7 +785,6 @@ fn sigterm_drains_requests_in_flight_then_exits() {
     text.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("RSPAMD/1.3 0 EX_OK\r\n"), "{reply}");
     assert!(reply.contains("\r\nAction: reject\r\n"), "{reply}");
-    eprintln!("LOG {}", s.log());
     let status = s.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
 }

@@ -1,5 +1,6 @@
-//! What the load-style benches share: a `portcullis serve` process, a
-//! minimal HTTP/1 client, percentiles. Included with `mod common;`.
+//! What the benches share: a `portcullis serve` process, a minimal HTTP/1
+//! client, percentiles, the objects a corpus unpacks to. Included with
+//! `mod common;`.
 
 #![allow(dead_code)]
 
@@ -60,6 +61,22 @@ impl Server {
     pub fn rss(&self) -> (f64, f64) {
         rss(self.child.id())
     }
+}
+
+/// Every object the pipeline visits for `corpus` (messages, parts,
+/// unpacked files), as the raw-scan baselines see them.
+pub fn visited_objects(
+    engine: &portcullis::Engine,
+    corpus: &[portcullis::Submission],
+) -> Vec<Vec<u8>> {
+    let mut objects = Vec::new();
+    let mut inspector = engine.inspector();
+    for s in corpus {
+        inspector
+            .inspect_visiting(s, &mut |_, data| objects.push(data.to_vec()))
+            .expect("corpus inspects");
+    }
+    objects
 }
 
 /// CPU time (user + system) a process has used so far, in seconds. /proc

@@ -11,8 +11,22 @@ use crate::pipeline::identify::FileType;
 
 /// 64 MiB of decoder dictionary/window: more than any real-world setting
 /// (xz -9 uses 64 MiB), far less than a forged header can ask for.
-pub(super) const XZ_MEM_LIMIT_KIB: u32 = 64 * 1024;
-pub(super) const ZSTD_WINDOW_LOG_MAX: u32 = 26;
+const XZ_MEM_LIMIT_KIB: u32 = 64 * 1024;
+const ZSTD_WINDOW_LOG_MAX: u32 = 26;
+
+/// An xz decoder over `r` with the dictionary bound (also for zip entries).
+pub(super) fn xz_reader<R: std::io::Read>(r: R) -> lzma_rust2::XzReader<R> {
+    lzma_rust2::XzReader::new_mem_limit(r, true, XZ_MEM_LIMIT_KIB)
+}
+
+/// A zstd decoder over `r` with the window bound (also for zip entries).
+pub(super) fn zstd_reader<R: std::io::Read>(
+    r: R,
+) -> std::io::Result<zstd::stream::read::Decoder<'static, std::io::BufReader<R>>> {
+    let mut decoder = zstd::stream::read::Decoder::new(r)?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+    Ok(decoder)
+}
 
 pub fn extract(
     t: &FileType,
@@ -34,16 +48,9 @@ pub fn extract(
             let decoder = bzip2::read::MultiBzDecoder::new(data);
             ("bzip2", None, budget.read_capped(decoder, input))
         }
-        FileType::Xz => {
-            let decoder = lzma_rust2::XzReader::new_mem_limit(data, true, XZ_MEM_LIMIT_KIB);
-            ("xz", None, budget.read_capped(decoder, input))
-        }
+        FileType::Xz => ("xz", None, budget.read_capped(xz_reader(data), input)),
         FileType::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(data)
-                .map_err(|e| ExtractError::malformed("zstd", e))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| ExtractError::malformed("zstd", e))?;
+            let decoder = zstd_reader(data).map_err(|e| ExtractError::malformed("zstd", e))?;
             ("zstd", None, budget.read_capped(decoder, input))
         }
         _ => return Ok(Extracted::default()),

@@ -125,20 +125,18 @@ pub fn extract(data: &[u8], budget: &mut Budget) -> Result<Extracted, ExtractErr
                 // below). What the failed read produced is discarded, so
                 // it is not charged twice.
                 budget.refund(budget.unpacked().saturating_sub(charged));
-                match reread(&mut archive, i, method, compressed, budget) {
-                    Some((data, stop)) if stop.is_some() || data.len() as u64 == declared => {
-                        out.findings.push(FindingKind::Unopenable {
-                            format: format!("zip entry {name}: {e}"),
-                        });
-                        (data, stop)
-                    }
+                let read = reread(&mut archive, i, method, compressed, budget);
+                let explained = read
+                    .as_ref()
+                    .is_some_and(|(data, stop)| stop.is_none() && data.len() as u64 != declared);
+                if !explained {
+                    out.findings.push(FindingKind::Unopenable {
+                        format: format!("zip entry {name}: {e}"),
+                    });
+                }
+                match read {
                     Some(read) => read,
-                    None => {
-                        out.findings.push(FindingKind::Unopenable {
-                            format: format!("zip entry {name}: {e}"),
-                        });
-                        continue;
-                    }
+                    None => continue,
                 }
             }
         };
@@ -188,17 +186,12 @@ fn reread(
         M::Bzip2 => budget
             .read_capped(bzip2::read::BzDecoder::new(raw), compressed)
             .ok(),
-        M::Xz => {
-            let xz =
-                lzma_rust2::XzReader::new_mem_limit(raw, true, super::compress::XZ_MEM_LIMIT_KIB);
-            budget.read_capped(xz, compressed).ok()
-        }
-        M::Zstd => {
-            let mut zstd = zstd::stream::read::Decoder::new(raw).ok()?;
-            zstd.window_log_max(super::compress::ZSTD_WINDOW_LOG_MAX)
-                .ok()?;
-            budget.read_capped(zstd, compressed).ok()
-        }
+        M::Xz => budget
+            .read_capped(super::compress::xz_reader(raw), compressed)
+            .ok(),
+        M::Zstd => budget
+            .read_capped(super::compress::zstd_reader(raw).ok()?, compressed)
+            .ok(),
         _ => None,
     }
 }
